@@ -1,0 +1,4 @@
+"""Run fdivrl from a checkout: `python cli.py --help`."""
+from fdivrl.cli import main
+
+main()
