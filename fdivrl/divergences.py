@@ -67,9 +67,7 @@ class DivergenceConfig:
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.js_min_weight >= self.js_max_weight:
-            raise ConfigError(
-                f"js_min_weight ({self.js_min_weight}) must be < js_max_weight ({self.js_max_weight})"
-            )
+            raise ConfigError(f"js_min_weight ({self.js_min_weight}) must be < js_max_weight ({self.js_max_weight})")
         if self.lower_clip is not None and not 0 <= self.lower_clip <= self.max_clip:
             raise ConfigError(f"lower_clip must lie in [0, max_clip={self.max_clip}], got {self.lower_clip}")
         if self.min_clip > self.max_clip:
@@ -283,7 +281,8 @@ UNIFORM = Uniform(
 PER = Baseline(
     name="PER",
     summary="baseline: |δ|^α with a LAP-style floor at min_clip; KL value loss",
-    priority=lambda z, cfg: jnp.maximum(jnp.abs(z * cfg.beta) ** cfg.per_alpha, cfg.min_clip),
+    # |δ| is kept off 0 so the gradient of |δ|^α (α < 1) stays finite where the floor wins anyway
+    priority=lambda z, cfg: jnp.maximum(jnp.maximum(jnp.abs(z * cfg.beta), 1e-12) ** cfg.per_alpha, cfg.min_clip),
 )
 
 REGISTRY: dict[str, Divergence] = {
@@ -337,9 +336,7 @@ def multiplier(div: FDivergence, advantages: Array, beta: float, probs: Array | 
     return optimize.brentq(excess, lo, hi, xtol=1e-15 * max(1.0, abs(hi)), rtol=1e-15, maxiter=500)
 
 
-def optimal_ratio(
-    name: str, advantages: Array, beta: float, probs: Array | None = None
-) -> np.ndarray:
+def optimal_ratio(name: str, advantages: Array, beta: float, probs: Array | None = None) -> np.ndarray:
     """The optimum w* of the occupancy problem, normalized so that E_probs[w*] = 1 (float64).
 
     For the seed's ``JS`` it returns the seed's sigmoid weights normalized the same way, so the
@@ -357,5 +354,5 @@ def optimal_ratio(
         return w / (p @ w)
     if not isinstance(div, FDivergence):
         raise ConfigError(f"per_type {div.name!r} is a baseline with no optimal ratio")
-    lam = multiplier(div, a, beta, p)
-    return div.ratio((a - lam) / beta, np)
+    w = div.ratio((a - multiplier(div, a, beta, p)) / beta, np)
+    return w / (p @ w)  # the root is exact to ~1e-15 in λ; this removes the last ulps near a pole

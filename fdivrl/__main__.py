@@ -1,0 +1,5 @@
+"""`python -m fdivrl ...` runs the command line."""
+
+from fdivrl.cli import main
+
+main()

@@ -1,0 +1,307 @@
+"""The `fdivrl` command line (Typer + rich).
+
+Lists are comma-separated (`--per-types KL,JS`) and the flag may be repeated; seeds are a start and a
+count (`--seed 0 --seeds 4` trains seeds 0..3, vmapped in one program). Every error a user can cause
+is one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from fdivrl import __version__
+from fdivrl import divergences as D
+from fdivrl.errors import ConfigError, FdivrlError, NotAvailableYet
+
+app = typer.Typer(
+    name="fdivrl",
+    help="f-divergence regularized experience replay: train, benchmark and compare per_types.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+data_app = typer.Typer(
+    help="List and make local datasets (AntMaze stand-ins, the walker policy).", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+PER_TYPES_HELP = "per_types (case-insensitive): " + ", ".join(D.names())
+ANTMAZE_TASKS = ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play", "large-diverse")
+SUITES = ("antmaze", "mujoco")
+
+
+def split_list(values: list[str] | None) -> list[str]:
+    """Comma lists, possibly repeated: ['KL,JS', 'chi2'] -> ['KL', 'JS', 'chi2']."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def choice(option: str, value: str, options: tuple[str, ...]) -> str:
+    """Case-insensitive choice with a one-line error listing the valid values."""
+    for o in options:
+        if value.lower() == o.lower():
+            return o
+    raise ConfigError(f"{option} {value!r} is not valid; choose one of: {', '.join(options)}")
+
+
+def per_types(values: list[str]) -> list[str]:
+    """Canonical names of the requested per_types; unknown names fail with the list of valid ones."""
+    return [D.get(v).name for v in values]
+
+
+def seed_list(seed: int, seeds: int) -> list[int]:
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1 (number of seeds), got {seeds}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
+    return list(range(seed, seed + seeds))
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"fdivrl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    """f-divergence regularized experience replay: train, benchmark and compare per_types."""
+
+
+@app.command()
+def train(
+    per_type: Annotated[str, typer.Option(help=f"Replay priority and value loss. {PER_TYPES_HELP}.")] = "KL",
+    mode: Annotated[
+        str, typer.Option(help="offline (from a minari dataset), online (gymnasium env) or finetune.")
+    ] = "offline",
+    dataset: Annotated[
+        str | None, typer.Option(help="minari dataset id (offline/finetune), e.g. D4RL/antmaze/umaze-v1.")
+    ] = None,
+    env: Annotated[str | None, typer.Option(help="gymnasium env id (online), e.g. Hopper-v5.")] = None,
+    preset: Annotated[
+        str, typer.Option(help="quick (minutes on 2 CPU cores) or paper (the published protocol).")
+    ] = "quick",
+    steps: Annotated[int | None, typer.Option(help="Gradient steps (offline) or env steps (online).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
+    seeds: Annotated[int, typer.Option(help="Number of seeds, trained vmapped in one program.")] = 1,
+    beta: Annotated[float | None, typer.Option(help="Temperature β (z = δ/β). Default: preset's.")] = None,
+    max_clip: Annotated[float | None, typer.Option(help="Cap on priority weights.")] = None,
+    min_clip: Annotated[float | None, typer.Option(help="Floor of stored loss weights; PER's floor.")] = None,
+    lower_clip: Annotated[
+        float | None, typer.Option(help="Lower clip of fresh weights (default per per_type: KL 1, JS 0.5, others 0).")
+    ] = None,
+    gumbel_max_clip: Annotated[float | None, typer.Option(help="Value-loss clip (linear beyond).")] = None,
+    js_min_weight: Annotated[float | None, typer.Option(help="JS (seed) lowest priority weight.")] = None,
+    js_max_weight: Annotated[float | None, typer.Option(help="JS (seed) highest priority weight.")] = None,
+    per_alpha: Annotated[float | None, typer.Option(help="PER exponent α and the 'exp' scheme's exponent.")] = None,
+    priority_mode: Annotated[
+        str, typer.Option(help="weight (ROER loss weights, uniform sampling) or sample (sum-tree sampling).")
+    ] = "weight",
+    scheme: Annotated[str, typer.Option(help="Weight-mode update: avg (EMA, ROER default) or exp.")] = "avg",
+    ema: Annotated[float | None, typer.Option(help="EMA rate of the avg scheme (ROER's per_beta).")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Steps between evaluations.")] = None,
+    eval_episodes: Annotated[int | None, typer.Option(help="Episodes per evaluation.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<dataset>/<per_type>).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    log: Annotated[str, typer.Option(help="Extra logger beside the JSONL files: none, tensorboard or wandb.")] = "none",
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train one per_type (one or several vmapped seeds) and write a run directory."""
+    name = D.get(per_type).name
+    mode = choice("--mode", mode, ("offline", "online", "finetune"))
+    preset = choice("--preset", preset, ("quick", "paper"))
+    priority_mode = choice("--priority-mode", priority_mode, ("weight", "sample"))
+    scheme = choice("--scheme", scheme, ("avg", "exp"))
+    log = choice("--log", log, ("none", "tensorboard", "wandb"))
+    seed_list(seed, seeds)
+    for option, value in (("--steps", steps), ("--batch-size", batch_size), ("--eval-every", eval_every)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{option} must be >= 1, got {value}")
+    if eval_episodes is not None and eval_episodes < 0:
+        raise ConfigError(f"--eval-episodes must be >= 0, got {eval_episodes}")
+    if ema is not None and not 0 < ema <= 1:
+        raise ConfigError(f"--ema must lie in (0, 1], got {ema}")
+    overrides = {
+        "beta": beta,
+        "max_clip": max_clip,
+        "min_clip": min_clip,
+        "lower_clip": lower_clip,
+        "gumbel_max_clip": gumbel_max_clip,
+        "js_min_weight": js_min_weight,
+        "js_max_weight": js_max_weight,
+        "per_alpha": per_alpha,
+    }
+    D.DivergenceConfig(**{k: v for k, v in overrides.items() if v is not None}).validate()
+    raise NotAvailableYet(
+        f"train --mode {mode} (per_type {name}) is not available yet in fdivrl {__version__}: "
+        "the training pipelines are being built (see the project's open issues)"
+    )
+
+
+@app.command()
+def bench(
+    suite: Annotated[str, typer.Argument(help=f"Benchmark suite: {', '.join(SUITES)}.")],
+    per_types_: Annotated[
+        list[str] | None, typer.Option("--per-types", help=f"Comma list, repeatable. {PER_TYPES_HELP}.")
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per (task, per_type), vmapped.")] = 5,
+    preset: Annotated[str, typer.Option(help="quick or paper.")] = "quick",
+    mode: Annotated[str, typer.Option(help="offline or finetune.")] = "offline",
+    results: Annotated[Path, typer.Option(help="Results directory (finished runs are skipped).")] = Path("results"),
+    backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (with --backend ray).")] = None,
+) -> None:
+    """Run a benchmark suite (tasks × per_types × seeds) and print the score table."""
+    choice("suite", suite, SUITES)
+    per_types(split_list(per_types_) or ["KL", "JS"])
+    seed_list(0, seeds)
+    choice("--preset", preset, ("quick", "paper"))
+    choice("--mode", mode, ("offline", "finetune"))
+    choice("--backend", backend, ("local", "ray"))
+    raise NotAvailableYet(f"bench is not available yet in fdivrl {__version__} (it needs the training pipelines)")
+
+
+@app.command()
+def compare(
+    names: Annotated[list[str], typer.Argument(help=f"Two or more {PER_TYPES_HELP}.")],
+    results: Annotated[Path, typer.Option(help="Results directory to read runs from.")] = Path("results"),
+) -> None:
+    """Statistics (IQM, bootstrap CIs, probability of improvement) and plots from runs on disk."""
+    chosen = per_types(split_list(names))
+    if len(chosen) < 2:
+        raise ConfigError("compare needs at least two per_types, e.g. `fdivrl compare KL JS`")
+    raise NotAvailableYet(f"compare is not available yet in fdivrl {__version__} (it needs finished runs)")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """Datasets present under $MINARI_DATASETS_PATH (default ~/.minari/datasets)."""
+    raise NotAvailableYet(f"data list is not available yet in fdivrl {__version__}")
+
+
+@data_app.command("antmaze")
+def data_antmaze(
+    task: Annotated[str, typer.Argument(help=f"One of: {', '.join(ANTMAZE_TASKS)}.")],
+    steps: Annotated[int, typer.Option(help="Transitions to generate.")] = 1_000_000,
+) -> None:
+    """Generate a local stand-in for D4RL/antmaze/<task>-v1 (namespace fdivrl/antmaze)."""
+    choice("task", task, ANTMAZE_TASKS)
+    if steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    raise NotAvailableYet(f"data antmaze is not available yet in fdivrl {__version__} (needs the walker)")
+
+
+@data_app.command("walker")
+def data_walker() -> None:
+    """Train the goal-reaching ant that drives the local AntMaze generator."""
+    raise NotAvailableYet(f"data walker is not available yet in fdivrl {__version__} (needs the online pipeline)")
+
+
+@app.command()
+def divergences(
+    out: Annotated[Path, typer.Option(help="PNG of weight functions and value losses.")] = Path("divergences.png"),
+    beta: Annotated[float, typer.Option(help="Temperature used for PER's |δ| = |z|·β.")] = 1.0,
+    max_clip: Annotated[float, typer.Option(help="Cap on priority weights.")] = 50.0,
+    instances: Annotated[int, typer.Option(help="Random instances for the solver check.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the random instances.")] = 0,
+    plot: Annotated[bool, typer.Option(help="Write the PNG.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print everything as one JSON object.")] = False,
+) -> None:
+    """Every per_type's weights side by side, each closed form checked against a numerical solver."""
+    from fdivrl import divergence_report as R
+    from fdivrl.plots import plot_divergences
+
+    cfg = D.DivergenceConfig(beta=beta, max_clip=max_clip).validate()
+    if instances < 1:
+        raise ConfigError(f"--instances must be >= 1, got {instances}")
+    weights = R.weight_table(cfg)
+    exact = R.exact_ratio_table()
+    checks = R.solver_check(seed=seed, instances=instances)
+    seed_cmp = R.seed_comparison()
+    png = str(plot_divergences(out, cfg)) if plot else None
+    if json_out:
+        print(
+            json.dumps(
+                {
+                    "z": list(R.TABLE_Z),
+                    "weights": weights,
+                    "exact_ratio": exact,
+                    "solver_check": [vars(c) for c in checks],
+                    "seed_vs_exact": vars(seed_cmp),
+                    "plot": png,
+                }
+            )
+        )
+        return
+    table = Table(
+        title=f"priority weight at z = δ/β (caps: max_clip = {cfg.max_clip:g}; exact w* in brackets where capped)"
+    )
+    table.add_column("per_type", no_wrap=True)
+    for z in R.TABLE_Z:
+        table.add_column(f"{z:+g}", justify="right")
+    for name, row in weights.items():
+        cells = []
+        for i, w in enumerate(row):
+            cell = f"{w:.4g}"
+            if name in exact and abs(exact[name][i] - w) > 1e-3 * max(1.0, w):
+                e = exact[name][i]
+                cell += " [∞]" if e == float("inf") else f" [{e:.4g}]"
+            cells.append(cell)
+        table.add_row(name, *cells)
+    console.print(table)
+    check = Table(title=f"closed form vs numerical solver ({instances} random instances, non-uniform buffers)")
+    for col in ("per_type", "max |w* − w_solver|", "max |λ_dual − λ|", "objective at w*"):
+        check.add_column(col, justify="right")
+    for c in checks:
+        check.add_row(c.name, f"{c.max_weight_error:.1e}", f"{c.max_lambda_error:.1e}", f"{c.objective_optimum:.5f}")
+    console.print(check)
+    tb = seed_cmp.top_bottom
+    console.print(
+        "The seed's JS is not the JS optimum (50 points, uniform buffer, A ~ N(0,1), β = 1): "
+        f"top/bottom weight JS-exact {tb['JS-exact'][0]:.3g}/{tb['JS-exact'][1]:.3g}, "
+        f"seed JS {tb['JS'][0]:.3g}/{tb['JS'][1]:.3g}, KL {tb['KL'][0]:.3g}/{tb['KL'][1]:.3g}; "
+        f"JS objective {seed_cmp.js_objective_optimum:.3f} at the optimum vs "
+        f"{seed_cmp.js_objective_seed:.3f} at the seed's weights."
+    )
+    if png:
+        console.print(f"plot written to {png}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn every user error into one line and an exit code."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="fdivrl", standalone_mode=False)
+    except FdivrlError as e:
+        _fail(str(e), e.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        _fail("interrupted", 130)
+    except Exception as e:
+        # Typer's parser errors (bad option, missing argument) carry format_message and exit_code;
+        # they are the user's to fix. Anything else is a bug and keeps its traceback.
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            _fail(e.format_message(), e.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", markup=True)
+    sys.exit(code)

@@ -1,0 +1,89 @@
+"""The occupancy problem of theory.md §1 solved numerically, knowing only f and f'.
+
+This is the independent check of every closed form: it never uses w*(z) or f*, only the generator,
+so agreement with :func:`fdivrl.divergences.optimal_ratio` tests the algebra, not a copy of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize
+
+from fdivrl.divergences import FDivergence
+
+W_FLOOR = 1e-12  # generators like −log w are undefined at 0: keep iterates strictly positive
+
+
+def objective(div: FDivergence, w: np.ndarray, advantages: np.ndarray, beta: float, probs: np.ndarray) -> float:
+    """E_b[w·A] − β·E_b[f(w)], the quantity the optimal ratio maximizes."""
+    w = np.maximum(np.asarray(w, dtype=np.float64), W_FLOOR)
+    return float(probs @ (w * advantages) - beta * (probs @ div.f(w, np)))
+
+
+@dataclass(frozen=True)
+class PrimalSolution:
+    w: np.ndarray
+    objective: float
+    multiplier: float
+    """λ recovered from stationarity, A − λ = β f'(w), averaged over the points with w > 0."""
+
+
+def solve_primal(
+    div: FDivergence, advantages: np.ndarray, beta: float, probs: np.ndarray | None = None
+) -> PrimalSolution:
+    """Maximize the primal by SLSQP under E_b[w] = 1, w ≥ 0, then polish with a Newton step.
+
+    SLSQP alone stops around 1e-6 relative accuracy; the polish solves the same KKT system
+    (stationarity for the free points plus the constraint) with f'' from finite differences of f',
+    which still never touches the closed-form inverse.
+    """
+    a = np.asarray(advantages, dtype=np.float64).ravel()
+    n = a.size
+    p = np.full(n, 1.0 / n) if probs is None else np.asarray(probs, dtype=np.float64) / np.sum(probs)
+
+    def neg(w: np.ndarray) -> float:
+        return -(p @ (w * a) - beta * (p @ div.f(w, np)))
+
+    def neg_grad(w: np.ndarray) -> np.ndarray:
+        return -(p * a - beta * p * div.f_prime(w, np))
+
+    res = optimize.minimize(
+        neg,
+        np.ones(n),
+        jac=neg_grad,
+        method="SLSQP",
+        bounds=[(W_FLOOR, None)] * n,
+        constraints=[{"type": "eq", "fun": lambda w: p @ w - 1.0, "jac": lambda w: p}],
+        options={"ftol": 1e-15, "maxiter": 2000},
+    )
+    w = np.maximum(res.x, W_FLOOR)
+    w = _polish(div, w, a, beta, p)
+    free = w > 1e-9
+    lam = float(np.mean(a[free] - beta * div.f_prime(w[free], np)))
+    return PrimalSolution(w=w, objective=objective(div, w, a, beta, p), multiplier=lam)
+
+
+def _polish(div: FDivergence, w: np.ndarray, a: np.ndarray, beta: float, p: np.ndarray) -> np.ndarray:
+    """Newton iterations on the KKT system of the points SLSQP left strictly positive."""
+    free = w > 1e-7
+    for _ in range(50):
+        wf = w[free]
+        lam = np.sum(p[free] * (a[free] - beta * div.f_prime(wf, np))) / np.sum(p[free])
+        h = 1e-6 * np.maximum(wf, 1e-3)
+        fpp = (div.f_prime(wf + h, np) - div.f_prime(wf - h, np)) / (2 * h)
+        # stationarity r = A − λ − β f'(w) = 0 and constraint Σ p w = 1, eliminated for dλ
+        r = a[free] - lam - beta * div.f_prime(wf, np)
+        c = 1.0 - np.sum(p[free] * wf)
+        inv = 1.0 / (beta * fpp)
+        dlam = (c - np.sum(p[free] * inv * r)) / -np.sum(p[free] * inv)
+        dw = inv * (r - dlam)
+        step = 1.0
+        while np.any(wf + step * dw <= 0):
+            step /= 2
+        w = w.copy()
+        w[free] = wf + step * dw
+        if np.max(np.abs(step * dw)) < 1e-14 * max(1.0, np.max(wf)):
+            break
+    return w

@@ -1,0 +1,123 @@
+"""The command line: every command documents itself, and user errors are one line, no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fdivrl import __version__
+from fdivrl.cli import main
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["train"],
+        ["bench"],
+        ["compare"],
+        ["data"],
+        ["data", "list"],
+        ["data", "antmaze"],
+        ["data", "walker"],
+        ["divergences"],
+    ],
+)
+def test_every_command_has_help(argv, capsys):
+    code, out, _ = run([*argv, "--help"], capsys)
+    assert code == 0
+    assert "Usage" in out
+
+
+def test_train_help_explains_per_types(capsys):
+    _, out, _ = run(["train", "--help"], capsys)
+    for word in ("--per-type", "JS-exact", "--priority-mode", "--seeds", "--resume", "--preset"):
+        assert word in out
+
+
+def test_version(capsys):
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.strip() == f"fdivrl {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["train", "--per-type", "wasserstein"], "unknown per_type 'wasserstein'; choose one of: uniform, PER, KL"),
+        (["train", "--beta", "-1"], "beta must be > 0"),
+        (["train", "--max-clip", "0"], "max_clip must be > 0"),
+        (["train", "--js-min-weight", "3"], "js_min_weight (3.0) must be < js_max_weight"),
+        (["train", "--mode", "sideways"], "--mode 'sideways' is not valid; choose one of: offline, online, finetune"),
+        (["train", "--seeds", "0"], "--seeds must be >= 1"),
+        (["train", "--priority-mode", "rank"], "choose one of: weight, sample"),
+        (["bench", "antmaze", "--per-types", "KL,nope"], "unknown per_type 'nope'"),
+        (["bench", "atari"], "suite 'atari' is not valid"),
+        (["compare", "KL"], "at least two per_types"),
+        (["compare", "KL", "bogus"], "unknown per_type 'bogus'"),
+        (["data", "antmaze", "huge-maze"], "choose one of: umaze, umaze-diverse"),
+        (["train", "--steps", "many"], "Invalid value for '--steps'"),
+        (["train", "--no-such-flag"], "No such option"),
+    ],
+)
+def test_user_errors_are_one_line_and_nonzero(argv, needle, capsys):
+    code, out, err = run(argv, capsys)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert needle in lines[0]
+    assert "Traceback" not in err + out
+
+
+def test_unbuilt_commands_say_so_instead_of_doing_nothing(capsys):
+    for argv in (["bench", "antmaze"], ["compare", "KL", "JS"], ["data", "walker"]):
+        code, _, err = run(argv, capsys)
+        assert code == 4
+        assert "not available yet" in err
+
+
+def test_per_type_names_are_case_insensitive(capsys):
+    # validation passes for any casing; bench then stops at "not available yet", not "unknown per_type"
+    code, _, err = run(["bench", "antmaze", "--per-types", "kl,js-EXACT", "--per-types", "Chi2"], capsys)
+    assert "unknown per_type" not in err and code == 4
+
+
+def test_divergences_json_and_plot(tmp_path, capsys):
+    png = tmp_path / "div.png"
+    code, out, _ = run(["divergences", "--json", "--instances", "2", "--out", str(png)], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert report["z"] == [-5.0, -3.0, -1.0, 0.0, 1.0, 3.0, 5.0]
+    assert set(report["weights"]) >= {"KL", "JS", "JS-exact", "chi2", "neyman", "hellinger", "reverse-KL"}
+    assert report["weights"]["KL"][3] == pytest.approx(1.0)
+    assert report["weights"]["JS"][3] == pytest.approx(1.25)  # the seed's sigmoid scaled to [0.5, 2]
+    assert report["exact_ratio"]["JS-exact"][4] == float("inf")  # z = 1 is past the pole at log 2
+    for check in report["solver_check"]:
+        assert check["max_weight_error"] <= 1e-4
+        assert check["max_lambda_error"] <= 1e-5
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_divergences_table_is_readable(tmp_path, capsys):
+    code, out, _ = run(["divergences", "--instances", "1", "--no-plot"], capsys)
+    assert code == 0
+    assert "closed form vs numerical solver" in out
+    assert "The seed's JS is not the JS optimum" in out
+
+
+def test_installed_entry_point_prints_no_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "fdivrl", "train", "--per-type", "nope"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "unknown per_type 'nope'" in proc.stderr and "Traceback" not in proc.stderr
