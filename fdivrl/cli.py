@@ -138,21 +138,108 @@ def train(
         raise ConfigError(f"--eval-episodes must be >= 0, got {eval_episodes}")
     if ema is not None and not 0 < ema <= 1:
         raise ConfigError(f"--ema must lie in (0, 1], got {ema}")
-    overrides = {
-        "beta": beta,
-        "max_clip": max_clip,
-        "min_clip": min_clip,
-        "lower_clip": lower_clip,
-        "gumbel_max_clip": gumbel_max_clip,
-        "js_min_weight": js_min_weight,
-        "js_max_weight": js_max_weight,
-        "per_alpha": per_alpha,
-    }
-    D.DivergenceConfig(**{k: v for k, v in overrides.items() if v is not None}).validate()
-    raise NotAvailableYet(
-        f"train --mode {mode} (per_type {name}) is not available yet in fdivrl {__version__}: "
-        "the training pipelines are being built (see the project's open issues)"
+    from fdivrl import config as C
+
+    if mode != "offline":
+        raise NotAvailableYet(f"train --mode {mode} is not available yet in fdivrl {__version__}; --mode offline is")
+    dataset_id = dataset or resolve_default_dataset()
+    cfg = C.with_overrides(
+        C.preset_config(preset, dataset_id, name),
+        top={
+            "mode": mode,
+            "seeds": tuple(seed_list(seed, seeds)),
+            "steps": steps,
+            "eval_every": eval_every,
+            "eval_episodes": eval_episodes,
+            "final_eval_episodes": eval_episodes,
+        },
+        divergence={
+            "beta": beta,
+            "max_clip": max_clip,
+            "min_clip": min_clip,
+            "lower_clip": lower_clip,
+            "gumbel_max_clip": gumbel_max_clip,
+            "js_min_weight": js_min_weight,
+            "js_max_weight": js_max_weight,
+            "per_alpha": per_alpha,
+        },
+        replay={"mode": priority_mode, "scheme": scheme, "ema": ema, "alpha": per_alpha},
+        learner={"batch_size": batch_size},
     )
+    if log != "none":
+        raise NotAvailableYet(f"--log {log} is not available yet in fdivrl {__version__}; metrics go to metrics.jsonl")
+    from fdivrl.offline import default_out, train_offline
+
+    run_dir = out or default_out(cfg)
+    reporter = RichReporter(quiet=quiet or json_out)
+    summary = train_offline(cfg, run_dir, resume=resume, reporter=reporter)
+    if json_out:
+        print(json.dumps(summary))
+    else:
+        print_summary(summary, run_dir)
+
+
+def resolve_default_dataset() -> str:
+    """The real D4RL umaze if present locally, else the local stand-in of the same task."""
+    from fdivrl import minari_data
+    from fdivrl.config import DEFAULT_DATASET, LOCAL_DEFAULT_DATASET
+
+    present = set(minari_data.local_datasets())
+    if DEFAULT_DATASET in present or LOCAL_DEFAULT_DATASET not in present:
+        return DEFAULT_DATASET  # absent too: the loader's error says how to get either
+    console.print(f"[yellow]{DEFAULT_DATASET} is not present locally: using the stand-in {LOCAL_DEFAULT_DATASET}")
+    return LOCAL_DEFAULT_DATASET
+
+
+class RichReporter:
+    """Progress bar with steps, updates/s, ETA and the last evaluation score."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>7.1f} upd/s"),
+            TimeRemainingColumn(),
+            TextColumn("last eval (100×success): {task.fields[last_eval]}"),
+            console=err_console,
+            disable=quiet,
+        )
+        self.task = None
+
+    def start(self, total: int, done: int, description: str) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task(description, total=total, completed=done, rate=0.0, last_eval="–")
+
+    def advance(self, step: int, updates_per_s: float, last_eval: str | None) -> None:
+        self.progress.update(self.task, completed=step, rate=updates_per_s, last_eval=last_eval or "–")
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            err_console.print(text)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def print_summary(summary: dict, run_dir: Path) -> None:
+    final = summary.get("final_eval") or {}
+    table = Table(title=f"{summary['per_type']} on {summary['dataset']} ({summary['steps']} steps)")
+    table.add_column("seed")
+    for col in ("D4RL-style score (100×success)", "minari normalized ×100", "mean return"):
+        table.add_column(col, justify="right")
+    for e in final.get("per_seed", []):
+        table.add_row(
+            str(e["seed"]),
+            f"{e['d4rl_score']:.1f}",
+            f"{e['normalized_score_x100']:.1f}" if "normalized_score_x100" in e else "–",
+            f"{e['mean_return']:.1f}",
+        )
+    console.print(table)
+    console.print(f"run directory: {run_dir}")
 
 
 @app.command()
@@ -193,7 +280,18 @@ def compare(
 @data_app.command("list")
 def data_list() -> None:
     """Datasets present under $MINARI_DATASETS_PATH (default ~/.minari/datasets)."""
-    raise NotAvailableYet(f"data list is not available yet in fdivrl {__version__}")
+    from fdivrl import minari_data
+
+    found = minari_data.local_datasets()
+    if not found:
+        console.print(f"no datasets under {minari_data.datasets_root()}")
+        return
+    table = Table(title=f"datasets under {minari_data.datasets_root()}")
+    table.add_column("id")
+    table.add_column("kind")
+    for dataset_id in found:
+        table.add_row(dataset_id, "D4RL (real)" if dataset_id.startswith("D4RL/") else "local")
+    console.print(table)
 
 
 @data_app.command("antmaze")

@@ -1,0 +1,204 @@
+"""`fdivrl train --mode offline`: dataset → fused, seed-vmapped learner → run directory.
+
+The host only moves chunks of K fused gradient steps along, evaluates, logs and checkpoints.
+Evaluation runs in the dataset's own eval env (minari's eval_env_spec: fixed start and goal, the
+goal does not end the episode), which yields both labeled scores from one rollout: success at any
+step gives the D4RL-style score (100 × success rate), the return gives minari's normalized score.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from fdivrl import divergences as D
+from fdivrl import evaluation, minari_data, runs
+from fdivrl.config import TrainConfig
+from fdivrl.learner import Learner, LearnerState, to_batch
+
+# resuming to a longer --steps is allowed; it moves the cosine schedule, so only equal --steps
+# reproduce an uninterrupted run number for number
+RESUMABLE_CHANGES = ("steps", "learner.total_steps")
+CHECKPOINT_EVERY_CHUNKS = 5
+
+
+def default_out(cfg: TrainConfig) -> Path:
+    seeds = f"s{cfg.seeds[0]}" + (f"x{len(cfg.seeds)}" if len(cfg.seeds) > 1 else "")
+    return Path("runs") / cfg.dataset.replace("/", "_") / f"{cfg.per_type}-{cfg.preset}-{seeds}"
+
+
+def dataset_record(info: minari_data.DatasetInfo) -> dict[str, Any]:
+    """The dataset facts a run depends on (not where the file is or whether it came from cache)."""
+    keys = (
+        "dataset_id",
+        "env_id",
+        "n_episodes",
+        "n_transitions",
+        "obs_dim",
+        "act_dim",
+        "obs_keys",
+        "reward_shift",
+        "minari_version",
+        "is_local_standin",
+        "ref_min_score",
+        "ref_max_score",
+    )
+    d = info.to_dict()
+    return {k: d[k] for k in keys}
+
+
+class Reporter:
+    """Where progress goes; the CLI passes a rich progress bar, tests a silent one."""
+
+    def start(self, total: int, done: int, description: str) -> None: ...
+
+    def advance(self, step: int, updates_per_s: float, last_eval: str | None) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def seed_slice(tree: Any, i: int) -> Any:
+    return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
+def evaluate_seeds(
+    learner: Learner, state: LearnerState, info: minari_data.DatasetInfo, cfg: TrainConfig, n_episodes: int, step: int
+) -> list[dict[str, Any]]:
+    """One evaluation per seed in the dataset's eval env, deterministic actions."""
+    act = jax.jit(learner.act)
+    obs_fn = evaluation.dict_obs_fn(info.obs_keys) if info.obs_keys else None
+    out = []
+    for i, seed in enumerate(cfg.seeds):
+        params = seed_slice(state.actor.params, i)
+
+        def policy(obs: np.ndarray, params=params) -> np.ndarray:
+            return np.asarray(act(params, obs))
+
+        result = evaluation.evaluate(
+            lambda: minari_data.recover_eval_env(info),
+            policy,
+            n_episodes=n_episodes,
+            # distinct, reproducible start states per (seed, step)
+            seed=int(np.random.SeedSequence([seed, step]).generate_state(1)[0]),
+            n_envs=min(10, n_episodes),
+            obs_fn=obs_fn,
+        )
+        has_ref = info.ref_min_score is not None and info.ref_max_score is not None
+        rec = result.to_dict(
+            info.ref_min_score if has_ref else None, info.ref_max_score if has_ref else None, per_episode=False
+        )
+        rec["eval_seed"] = rec.pop("seed")
+        out.append({"step": step, "seed": seed, **rec})
+    return out
+
+
+def summarize_evals(evals: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over seeds of the final evaluation, plus the per-seed records."""
+    keys = ("mean_return", "success_rate", "d4rl_score", "normalized_score_x100")
+    out: dict[str, Any] = {}
+    for k in keys:
+        vals = [e[k] for e in evals if k in e]
+        if vals:
+            out[k] = float(np.mean(vals))
+    out["per_seed"] = evals
+    return out
+
+
+def train_offline(
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Train `cfg.seeds` vmapped on `cfg.dataset` and write the run directory; returns summary.json."""
+    reporter = reporter or Reporter()
+    cfg.validate()
+    transitions, info = minari_data.load(cfg.dataset, obs_keys=cfg.obs_keys, reward_shift=cfg.reward_shift)
+    learner = Learner(
+        div=D.get(cfg.per_type),
+        div_cfg=cfg.divergence,
+        replay_cfg=cfg.replay,
+        cfg=cfg.learner,
+        obs_dim=info.obs_dim,
+        act_dim=info.act_dim,
+    )
+    record = {**cfg.to_dict(), "data": dataset_record(info)}
+    with runs.RunDir.create(
+        out, record, resume=resume, allowed_changes=RESUMABLE_CHANGES, seeds={"seeds": list(cfg.seeds)}
+    ) as run:
+        data = to_batch(transitions)
+        del transitions
+        state = learner.init_seeds(list(cfg.seeds), info.n_transitions)
+        step = 0
+        restored = run.restore(state) if resume else None
+        if restored is not None:
+            state, ckpt = restored
+            step = ckpt.step
+            run.truncate_logs(step)
+            reporter.message(f"resumed {out} from step {step}")
+        if step >= cfg.steps and run.is_finished():
+            reporter.message(f"{out} is already finished at step {step}")
+            return run.read_summary() or {}
+
+        programs: dict[int, Callable] = {}
+        last_eval: str | None = None
+        evals: list[dict[str, Any]] = []
+        reporter.start(cfg.steps, step, f"{cfg.per_type} on {cfg.dataset}")
+        chunks_since_ckpt = 0
+        last_ckpt = step if restored is not None else None
+        t_run = time.perf_counter()
+        steps_at_start = step
+        while step < cfg.steps:
+            n = min(cfg.chunk, cfg.steps - step)
+            if n not in programs:
+                programs[n] = learner.compiled_update(n)
+            t0 = time.perf_counter()
+            state, metrics = programs[n](state, data)
+            metrics = jax.device_get(metrics)
+            stats = jax.device_get(learner.replay_stats(state))
+            step += n
+            chunks_since_ckpt += 1
+            for i, seed in enumerate(cfg.seeds):
+                row = {k: float(v[i]) for k, v in metrics.items()}
+                row.update({f"priority_{k}": float(v[i]) for k, v in stats.items()})
+                runs.check_finite(row, step, last_ckpt)
+                run.log_metrics({"step": step, "seed": seed, **row})
+            rate = n / max(time.perf_counter() - t0, 1e-9)
+            final = step >= cfg.steps
+            if final or step % cfg.eval_every == 0:
+                n_eps = cfg.final_eval_episodes if final else cfg.eval_episodes
+                if n_eps > 0:
+                    evals = evaluate_seeds(learner, state, info, cfg, n_eps, step)
+                    for e in evals:
+                        run.log_eval(e)
+                    last_eval = f"{np.mean([e['d4rl_score'] for e in evals]):.1f}"
+            if final or step % cfg.eval_every == 0 or chunks_since_ckpt >= CHECKPOINT_EVERY_CHUNKS:
+                run.save_checkpoint(step, state)
+                chunks_since_ckpt, last_ckpt = 0, step
+            reporter.advance(step, rate, last_eval)
+            if on_chunk is not None:
+                on_chunk(step)
+        reporter.stop()
+        elapsed = time.perf_counter() - t_run
+        summary = {
+            "status": "finished",
+            "per_type": cfg.per_type,
+            "mode": cfg.mode,
+            "dataset": cfg.dataset,
+            "data": dataset_record(info),
+            "steps": step,
+            "seeds": list(cfg.seeds),
+            "final_eval": summarize_evals(evals) if evals else None,
+            "updates_per_s": (step - steps_at_start) * len(cfg.seeds) / elapsed if elapsed > 0 else math.nan,
+        }
+        run.write_summary(summary)
+        return summary
