@@ -115,6 +115,9 @@ def train(
     ] = "weight",
     scheme: Annotated[str, typer.Option(help="Weight-mode update: avg (EMA, ROER default) or exp.")] = "avg",
     ema: Annotated[float | None, typer.Option(help="EMA rate of the avg scheme (ROER's per_beta).")] = None,
+    chunk: Annotated[
+        int | None, typer.Option(help="Gradient steps fused per jitted call (logging interval); default 1000.")
+    ] = None,
     eval_every: Annotated[int | None, typer.Option(help="Steps between evaluations.")] = None,
     eval_episodes: Annotated[int | None, typer.Option(help="Episodes per evaluation.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<dataset>/<per_type>).")] = None,
@@ -131,7 +134,8 @@ def train(
     scheme = choice("--scheme", scheme, ("avg", "exp"))
     log = choice("--log", log, ("none", "tensorboard", "wandb"))
     seed_list(seed, seeds)
-    for option, value in (("--steps", steps), ("--batch-size", batch_size), ("--eval-every", eval_every)):
+    checks = (("--steps", steps), ("--batch-size", batch_size), ("--eval-every", eval_every), ("--chunk", chunk))
+    for option, value in checks:
         if value is not None and value < 1:
             raise ConfigError(f"{option} must be >= 1, got {value}")
     if eval_episodes is not None and eval_episodes < 0:
@@ -149,6 +153,7 @@ def train(
             "mode": mode,
             "seeds": tuple(seed_list(seed, seeds)),
             "steps": steps,
+            "chunk": chunk,
             "eval_every": eval_every,
             "eval_episodes": eval_episodes,
             "final_eval_episodes": eval_episodes,

@@ -1,0 +1,148 @@
+"""`fdivrl train --mode offline` end to end on a tiny real-AntMaze dataset made by the tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fdivrl import config as C
+from fdivrl import runs
+from fdivrl.cli import main
+from fdivrl.errors import TrainingDiverged
+from fdivrl.offline import train_offline
+
+
+def cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def small_config(dataset: str, steps: int = 400, **learner) -> C.TrainConfig:
+    return C.with_overrides(
+        C.preset_config("quick", dataset, "KL"),
+        top={"steps": steps, "chunk": 100, "eval_every": 200, "eval_episodes": 1, "final_eval_episodes": 1},
+        learner={"hidden": (32, 32), "batch_size": 32, **learner},
+    )
+
+
+def test_cli_train_writes_a_complete_run_directory(tiny_dataset_id, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", tiny_dataset_id, "--per-type", "kl", "--steps", "200", "--chunk", "100"]
+    argv += ["--eval-every", "100", "--eval-episodes", "1", "--seed", "0", "--seeds", "2", "--out", str(out)]
+    code, stdout, err = cli([*argv, "--json", "--quiet"], capsys)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert summary["per_type"] == "KL" and summary["steps"] == 200 and summary["seeds"] == [0, 1]
+    final = summary["final_eval"]
+    assert {"d4rl_score", "success_rate", "mean_return", "normalized_score_x100"} <= set(final)
+    assert [e["seed"] for e in final["per_seed"]] == [0, 1]
+    assert summary["data"]["is_local_standin"] is True
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["per_type"] == "KL" and config["seeds"] == {"seeds": [0, 1]}
+    assert config["versions"]["jax"] and config["versions"]["minari"] == "0.5.4"
+    assert config["config"]["replay"]["lower_clip"] == 1.0  # KL's default, recorded
+
+    metrics = runs.read_jsonl(out / "metrics.jsonl")
+    assert [(m["step"], m["seed"]) for m in metrics] == [(100, 0), (100, 1), (200, 0), (200, 1)]
+    for key in ("critic_loss", "value_loss", "actor_loss", "q_mean", "v_mean", "priority_weight_mean"):
+        assert all(np.isfinite(m[key]) for m in metrics), key
+    assert all(0 < m["priority_ess_frac"] <= 1 for m in metrics)
+    evals = runs.read_jsonl(out / "eval.jsonl")
+    assert [(e["step"], e["seed"]) for e in evals] == [(100, 0), (100, 1), (200, 0), (200, 1)]
+    assert runs.list_checkpoints(out / "checkpoints")[-1][0] == 200
+
+    # the same directory again without --resume: refused in one line, nothing lost
+    before = (out / "metrics.jsonl").read_bytes()
+    code, _, err = cli(argv, capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "--resume" in err
+    assert (out / "metrics.jsonl").read_bytes() == before
+
+
+def test_cli_sample_mode_with_seed_js(tiny_dataset_id, tmp_path, capsys):
+    out = tmp_path / "js"
+    argv = ["train", "--dataset", tiny_dataset_id, "--per-type", "JS", "--priority-mode", "sample", "--steps", "100"]
+    argv += ["--chunk", "100", "--eval-episodes", "1", "--out", str(out), "--quiet"]
+    code, stdout, err = cli(argv, capsys)
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["replay"]["mode"] == "sample"
+    assert config["replay"]["lower_clip"] == 0.5  # the seed's js_min_weight, not ROER's 1
+    assert "D4RL-style score" in stdout
+
+
+def test_missing_dataset_says_where_to_get_it(tiny_dataset_id, capsys):
+    code, _, err = cli(["train", "--dataset", "D4RL/antmaze/medium-play-v1"], capsys)
+    assert code == 3
+    line = err.strip()
+    assert "\n" not in line
+    assert "minari download D4RL/antmaze/medium-play-v1" in line
+    assert "fdivrl data antmaze medium-play" in line
+    assert tiny_dataset_id in line  # what is present locally
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_dataset_id, tmp_path):
+    cfg = small_config(tiny_dataset_id)
+    train_offline(cfg, tmp_path / "straight")
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_300(step: int) -> None:
+        if step == 300:
+            raise Interrupt  # like Ctrl-C after step 300 was logged, last checkpoint at 200
+
+    with pytest.raises(Interrupt):
+        train_offline(cfg, tmp_path / "resumed", on_chunk=stop_at_300)
+    assert runs.read_jsonl(tmp_path / "resumed" / "metrics.jsonl")[-1]["step"] == 300
+    summary = train_offline(cfg, tmp_path / "resumed", resume=True)
+    assert summary["steps"] == 400
+
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        assert runs.read_jsonl(tmp_path / "straight" / name) == runs.read_jsonl(tmp_path / "resumed" / name)
+    a = runs.latest_checkpoint(tmp_path / "straight" / "checkpoints")
+    b = runs.latest_checkpoint(tmp_path / "resumed" / "checkpoints")
+    assert a.step == b.step == 400
+    with np.load(a.path) as za, np.load(b.path) as zb:
+        assert sorted(za.files) == sorted(zb.files)
+        for k in za.files:
+            if k != "__manifest__":  # its treedef text holds object addresses (apply_fn)
+                np.testing.assert_array_equal(za[k], zb[k])
+    straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert straight["final_eval"] == summary["final_eval"]
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_dataset_id, tmp_path):
+    cfg = small_config(tiny_dataset_id, steps=2000, critic_lr=1e30, value_lr=1e30, actor_lr=1e30)
+    with pytest.raises(TrainingDiverged, match="diverged at step") as info:
+        train_offline(cfg, tmp_path / "nan")
+    step = int(str(info.value).split("diverged at step ")[1].split(":")[0])
+    saved = [s for s, _ in runs.list_checkpoints(tmp_path / "nan" / "checkpoints")]
+    assert all(s < step for s in saved)
+    assert not (tmp_path / "nan" / "summary.json").exists()
+
+
+def test_config_validation_errors_are_one_line(tiny_dataset_id, capsys):
+    for argv, needle in (
+        (["train", "--dataset", tiny_dataset_id, "--ema", "2"], "--ema must lie in (0, 1]"),
+        (["train", "--dataset", tiny_dataset_id, "--lower-clip", "99"], "lower_clip must lie in [0, max_clip=50"),
+        (["train", "--dataset", tiny_dataset_id, "--chunk", "0"], "--chunk must be >= 1"),
+    ):
+        code, _, err = cli(argv, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_default_out_names_dataset_per_type_and_seeds():
+    cfg = C.with_overrides(C.preset_config("quick", C.DEFAULT_DATASET, "js"), top={"seeds": (0, 1, 2)})
+    from fdivrl.offline import default_out
+
+    assert default_out(cfg) == Path("runs/D4RL_antmaze_umaze-v1/JS-quick-s0x3")
+    assert cfg.divergence.beta == 2.0 and cfg.divergence.min_clip == 10.0  # XQL umaze β, ROER umaze clip
+    assert cfg.reward_shift == -1.0
