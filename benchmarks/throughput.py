@@ -35,11 +35,11 @@ def synthetic_data(n: int, obs_dim: int = 31, act_dim: int = 8, seed: int = 0) -
     )
 
 
-def make_learner(per_type: str, mode: str) -> Learner:
+def make_learner(per_type: str, mode: str, layer_norm: bool = True) -> Learner:
     div = D.get(per_type)
     dcfg = D.DivergenceConfig(beta=2.0)
     rcfg = ReplayConfig(mode=mode, prioritized=div.prioritized, lower_clip=div.lower_clip(dcfg))
-    return Learner(div, dcfg, rcfg, LearnerConfig(), obs_dim=31, act_dim=8)
+    return Learner(div, dcfg, rcfg, LearnerConfig(layer_norm=layer_norm), obs_dim=31, act_dim=8)
 
 
 def steps_per_s(learner: Learner, data: Batch, seeds: list[int], chunk: int, repeats: int) -> float:
@@ -90,11 +90,20 @@ def main() -> None:
     out: dict[str, float] = {"n": args.n, "chunk": args.chunk}
     uniform = make_learner("uniform", "weight")
     out["updates_per_s_uniform"] = steps_per_s(uniform, data, [0], args.chunk, args.repeats)
+    # LayerNorm (XQL's offline setting, fdivrl's default) is cheap in FLOPs but its row reductions
+    # are slow on XLA CPU: measure the same update without it too
+    no_ln = make_learner("uniform", "weight", layer_norm=False)
+    out["updates_per_s_uniform_no_layernorm"] = steps_per_s(no_ln, data, [0], args.chunk, args.repeats)
     out["updates_per_s_weight"] = steps_per_s(make_learner("KL", "weight"), data, [0], args.chunk, args.repeats)
     out["updates_per_s_sample"] = steps_per_s(make_learner("KL", "sample"), data, [0], args.chunk, args.repeats)
     out["weight_vs_uniform"] = out["updates_per_s_uniform"] / out["updates_per_s_weight"]
     out["sample_vs_uniform"] = out["updates_per_s_uniform"] / out["updates_per_s_sample"]
-    for k in ("updates_per_s_uniform", "updates_per_s_weight", "updates_per_s_sample"):
+    for k in (
+        "updates_per_s_uniform",
+        "updates_per_s_uniform_no_layernorm",
+        "updates_per_s_weight",
+        "updates_per_s_sample",
+    ):
         print(f"{k:28s} {out[k]:8.1f} steps/s")
     print(f"{'time ratio weight/uniform':28s} {out['weight_vs_uniform']:8.3f}")
     print(f"{'time ratio sample/uniform':28s} {out['sample_vs_uniform']:8.3f}   (target <= 1.15)")
@@ -115,10 +124,16 @@ def main() -> None:
     out["machine_gflops_256"] = gflops
     out["compute_limit_updates_per_s"] = gflops * 1e9 / flops
     out["uniform_vs_compute_limit"] = out["updates_per_s_uniform"] / out["compute_limit_updates_per_s"]
+    flops_no_ln = update_flops(no_ln, data)
+    out["compute_limit_no_layernorm"] = gflops * 1e9 / flops_no_ln
+    out["uniform_no_layernorm_vs_compute_limit"] = (
+        out["updates_per_s_uniform_no_layernorm"] / out["compute_limit_no_layernorm"]
+    )
     print(f"{'FLOPs per update (XLA)':28s} {flops / 1e9:8.3f} GFLOP")
     print(f"{'256x256 matmul rate':28s} {gflops:8.1f} GFLOP/s")
     print(f"{'compute limit':28s} {out['compute_limit_updates_per_s']:8.1f} updates/s")
     print(f"{'uniform / compute limit':28s} {out['uniform_vs_compute_limit']:8.3f}   (target >= 0.5)")
+    print(f"{'same, without LayerNorm':28s} {out['uniform_no_layernorm_vs_compute_limit']:8.3f}")
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}))
 
 

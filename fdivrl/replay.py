@@ -187,6 +187,27 @@ def _write_leaves(flat: jax.Array, base: jax.Array, leaf: jax.Array, value: jax.
 
 
 @jax.custom_batching.custom_vmap
+def _scatter_set(weights: jax.Array, idx: jax.Array, values: jax.Array) -> jax.Array:
+    """weights.at[idx].set(values): an in-place scatter on XLA CPU."""
+    return weights.at[idx].set(values)
+
+
+@_scatter_set.def_vmap
+def _scatter_set_vmap(
+    axis_size: int, in_batched: list[bool], weights: jax.Array, idx: jax.Array, values: jax.Array
+) -> tuple[jax.Array, bool]:
+    # Plain vmap makes a 2-D scatter that XLA CPU compiles into a loop over all S·N elements
+    # (~1.3 ms per step at N = 1e6); on the flattened array it stays an in-place 1-D scatter.
+    w_b, i_b, v_b = in_batched
+    weights = weights if w_b else jnp.broadcast_to(weights, (axis_size, *weights.shape))
+    idx = idx if i_b else jnp.broadcast_to(idx, (axis_size, *idx.shape))
+    values = values if v_b else jnp.broadcast_to(values, (axis_size, *values.shape))
+    n = weights.shape[1]
+    flat_idx = (idx + n * jnp.arange(axis_size, dtype=idx.dtype)[:, None]).ravel()
+    return weights.reshape(-1).at[flat_idx].set(values.ravel()).reshape(weights.shape), True
+
+
+@jax.custom_batching.custom_vmap
 def _set_leaves(nodes: jax.Array, idx: jax.Array, values: jax.Array) -> jax.Array:
     return _write_leaves(nodes, jnp.zeros_like(idx), idx, values, nodes.shape[-1] // 2)
 
@@ -304,7 +325,7 @@ def add(state: ReplayState, idx: jax.Array, cfg: ReplayConfig) -> ReplayState:
     idx = jnp.asarray(idx, jnp.int32).reshape(-1)
     weights, tree = state.weights, state.tree
     if cfg.prioritized and cfg.mode == "weight":
-        weights = weights.at[idx].set(1.0)
+        weights = _scatter_set(weights, idx, jnp.ones(idx.shape, weights.dtype))
     elif cfg.prioritized:
         tree = tree_set(tree, idx, jnp.broadcast_to(state.max_priority, idx.shape))
     return state._replace(weights=weights, tree=tree, size=_new_size(state, idx))
@@ -400,7 +421,7 @@ def update(state: ReplayState, idx: jax.Array, raw: jax.Array, cfg: ReplayConfig
         c = fresh ** jnp.float32(cfg.alpha)
         w_new = c / jnp.maximum(jnp.mean(c), _TINY)
     w_new = jnp.maximum(w_new, jnp.float32(cfg.min_clip))
-    weights = state.weights.at[idx].set(w_new[_last_occurrence(idx)])
+    weights = _scatter_set(state.weights, idx, w_new[_last_occurrence(idx)])
     return state._replace(weights=weights)
 
 
