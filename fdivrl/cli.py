@@ -171,13 +171,11 @@ def train(
         replay={"mode": priority_mode, "scheme": scheme, "ema": ema, "alpha": per_alpha},
         learner={"batch_size": batch_size},
     )
-    if log != "none":
-        raise NotAvailableYet(f"--log {log} is not available yet in fdivrl {__version__}; metrics go to metrics.jsonl")
     from fdivrl.offline import default_out, train_offline
 
     run_dir = out or default_out(cfg)
     reporter = RichReporter(quiet=quiet or json_out)
-    summary = train_offline(cfg, run_dir, resume=resume, reporter=reporter)
+    summary = train_offline(cfg, run_dir, resume=resume, reporter=reporter, log=log)
     if json_out:
         print(json.dumps(summary))
     else:

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from fdivrl import divergences as D
-from fdivrl import evaluation, minari_data, runs
+from fdivrl import evaluation, loggers, minari_data, runs
 from fdivrl.config import TrainConfig
 from fdivrl.learner import Learner, LearnerState, to_batch
 
@@ -118,6 +118,7 @@ def train_offline(
     resume: bool = False,
     reporter: Reporter | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    log: str = "none",
 ) -> dict[str, Any]:
     """Train `cfg.seeds` vmapped on `cfg.dataset` and write the run directory; returns summary.json."""
     reporter = reporter or Reporter()
@@ -135,6 +136,7 @@ def train_offline(
     with runs.RunDir.create(
         out, record, resume=resume, allowed_changes=RESUMABLE_CHANGES, seeds={"seeds": list(cfg.seeds)}
     ) as run:
+        logger = loggers.make_logger(log, Path(out), record, name=Path(out).name)
         data = to_batch(transitions)
         del transitions
         state = learner.init_seeds(list(cfg.seeds), info.n_transitions)
@@ -172,6 +174,7 @@ def train_offline(
                 row.update({f"priority_{k}": float(v[i]) for k, v in stats.items()})
                 runs.check_finite(row, step, last_ckpt)
                 run.log_metrics({"step": step, "seed": seed, **row})
+                logger.log(step, row, f"seed{seed}/train")
             rate = n / max(time.perf_counter() - t0, 1e-9)
             final = step >= cfg.steps
             if final or step % cfg.eval_every == 0:
@@ -180,6 +183,7 @@ def train_offline(
                     evals = evaluate_seeds(learner, state, info, cfg, n_eps, step)
                     for e in evals:
                         run.log_eval(e)
+                        logger.log(step, {k: v for k, v in e.items() if isinstance(v, float)}, f"seed{e['seed']}/eval")
                     last_eval = f"{np.mean([e['d4rl_score'] for e in evals]):.1f}"
             if final or step % cfg.eval_every == 0 or chunks_since_ckpt >= CHECKPOINT_EVERY_CHUNKS:
                 run.save_checkpoint(step, state)
@@ -188,6 +192,7 @@ def train_offline(
             if on_chunk is not None:
                 on_chunk(step)
         reporter.stop()
+        logger.close()
         elapsed = time.perf_counter() - t_run
         summary = {
             "status": "finished",

@@ -69,13 +69,14 @@ def test_cli_train_writes_a_complete_run_directory(tiny_dataset_id, tmp_path, ca
 def test_cli_sample_mode_with_seed_js(tiny_dataset_id, tmp_path, capsys):
     out = tmp_path / "js"
     argv = ["train", "--dataset", tiny_dataset_id, "--per-type", "JS", "--priority-mode", "sample", "--steps", "100"]
-    argv += ["--chunk", "100", "--eval-episodes", "1", "--out", str(out), "--quiet"]
+    argv += ["--chunk", "100", "--eval-episodes", "1", "--out", str(out), "--quiet", "--log", "tensorboard"]
     code, stdout, err = cli(argv, capsys)
     assert code == 0, err
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["replay"]["mode"] == "sample"
     assert config["replay"]["lower_clip"] == 0.5  # the seed's js_min_weight, not ROER's 1
     assert "D4RL-style score" in stdout
+    assert any((out / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_missing_dataset_says_where_to_get_it(tiny_dataset_id, capsys):
