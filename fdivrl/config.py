@@ -89,9 +89,12 @@ def preset_config(preset: str, dataset: str, per_type: str) -> TrainConfig:
     div = D.get(per_type)
     task = antmaze_task(dataset)
     task_hp = ANTMAZE_TASKS.get(task or "", {"beta": 1.0, "gumbel_max_clip": 7.0, "min_clip": 1.0})
-    div_cfg = D.DivergenceConfig(
-        beta=task_hp["beta"], gumbel_max_clip=task_hp["gumbel_max_clip"], min_clip=task_hp["min_clip"], max_clip=50.0
-    )
+    div_cfg = D.DivergenceConfig(beta=task_hp["beta"], gumbel_max_clip=task_hp["gumbel_max_clip"], max_clip=50.0)
+    # ROER's weight floor is tuned for KL's e^z (and the KL-based baselines). For the others a floor
+    # of 10 would pin every stored weight at 10 (the seed's JS weights never exceed 4x their mean):
+    # their floor is their own lower clip, so the down-weighting they specify survives.
+    kl_family = div is D.KL or isinstance(div, D.Baseline)
+    div_cfg = dataclasses.replace(div_cfg, min_clip=task_hp["min_clip"] if kl_family else div.lower_clip(div_cfg))
     replay_cfg = ReplayConfig(
         prioritized=div.prioritized,
         lower_clip=div.lower_clip(div_cfg),

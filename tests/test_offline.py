@@ -145,5 +145,10 @@ def test_default_out_names_dataset_per_type_and_seeds():
     from fdivrl.offline import default_out
 
     assert default_out(cfg) == Path("runs/D4RL_antmaze_umaze-v1/JS-quick-s0x3")
-    assert cfg.divergence.beta == 2.0 and cfg.divergence.min_clip == 10.0  # XQL umaze β, ROER umaze clip
+    assert cfg.divergence.beta == 2.0  # XQL's umaze temperature
+    assert cfg.divergence.min_clip == cfg.replay.min_clip == 0.5  # JS keeps its own floor, not ROER's 10
+    kl = C.preset_config("quick", C.DEFAULT_DATASET, "KL")
+    assert kl.divergence.min_clip == kl.replay.min_clip == 10.0 and kl.replay.lower_clip == 1.0  # ROER umaze
+    chi2 = C.preset_config("quick", "D4RL/antmaze/medium-play-v1", "chi2")
+    assert chi2.divergence.min_clip == chi2.replay.min_clip == 0.0 and chi2.divergence.beta == 0.8
     assert cfg.reward_shift == -1.0
