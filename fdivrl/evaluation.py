@@ -274,9 +274,9 @@ def antmaze_eval_env(env_id: str | gym.envs.registration.EnvSpec, **kwargs: Any)
     the goal, so returns are not success rates.
     gymnasium's "v4 is out of date" warning is silenced: v4 is what the D4RL datasets were made in.
     """
-    import gymnasium_robotics
+    from fdivrl.minari_data import register_robotics_envs
 
-    gym.register_envs(gymnasium_robotics)
+    register_robotics_envs()
     if kwargs.get("continuing_task", False):
         raise ConfigError("antmaze_eval_env ends episodes at the goal; continuing_task=True is not allowed")
     kwargs["continuing_task"] = False

@@ -198,13 +198,10 @@ class Learner:
         new_state = LearnerState(actor, critic, target_critic, value, new_replay, key, state.step + 1)
         return new_state, metrics
 
-    def update_n(
-        self, state: LearnerState, data: Batch, n_steps: int, step_fn: Callable | None = None
-    ) -> tuple[LearnerState, dict[str, jax.Array]]:
+    def update_n(self, state: LearnerState, data: Batch, n_steps: int) -> tuple[LearnerState, dict[str, jax.Array]]:
         """n_steps fused steps (lax.scan) for one seed; metrics averaged over the chunk."""
-        step_fn = step_fn or self.offline_step
         state = state._replace(replay=replay.rebuild(state.replay, self.replay_cfg))
-        state, metrics = jax.lax.scan(lambda s, _: step_fn(s, data), state, None, length=n_steps)
+        state, metrics = jax.lax.scan(lambda s, _: self.offline_step(s, data), state, None, length=n_steps)
         return state, jax.tree_util.tree_map(jnp.mean, metrics)
 
     def compiled_update(self, n_steps: int) -> Callable[[LearnerState, Batch], tuple[LearnerState, dict]]:
