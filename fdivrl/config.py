@@ -95,30 +95,26 @@ def preset_config(preset: str, dataset: str, per_type: str) -> TrainConfig:
     # their floor is their own lower clip, so the down-weighting they specify survives.
     kl_family = div is D.KL or isinstance(div, D.Baseline)
     div_cfg = dataclasses.replace(div_cfg, min_clip=task_hp["min_clip"] if kl_family else div.lower_clip(div_cfg))
-    replay_cfg = ReplayConfig(
-        prioritized=div.prioritized,
-        lower_clip=div.lower_clip(div_cfg),
-        max_clip=div_cfg.max_clip,
-        min_clip=div_cfg.min_clip,
-    )
     if preset == "paper":
         steps, chunk, eval_every, eval_eps, final_eps = 1_000_000, 1000, 100_000, 100, 100
     else:
         # ~110 updates/s on a 2-core CPU: about 8 minutes of updates plus evaluation
         steps, chunk, eval_every, eval_eps, final_eps = 50_000, 1000, 25_000, 10, 50
-    return TrainConfig(
-        per_type=div.name,
-        dataset=dataset,
-        preset=preset,
-        steps=steps,
-        chunk=chunk,
-        eval_every=eval_every,
-        eval_episodes=eval_eps,
-        final_eval_episodes=final_eps,
-        reward_shift=-1.0 if task else 0.0,
-        divergence=div_cfg,
-        replay=replay_cfg,
-        learner=LearnerConfig(total_steps=steps),
+    # with_overrides derives the replay's clips and lower clip from the divergence config
+    return with_overrides(
+        TrainConfig(
+            per_type=div.name,
+            dataset=dataset,
+            preset=preset,
+            steps=steps,
+            chunk=chunk,
+            eval_every=eval_every,
+            eval_episodes=eval_eps,
+            final_eval_episodes=final_eps,
+            reward_shift=-1.0 if task else 0.0,
+            divergence=div_cfg,
+            learner=LearnerConfig(total_steps=steps),
+        )
     )
 
 

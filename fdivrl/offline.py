@@ -144,8 +144,7 @@ def train_offline(
         restored = run.restore(state) if resume else None
         if restored is not None:
             state, ckpt = restored
-            step = ckpt.step
-            run.truncate_logs(step)
+            step = ckpt.step  # restore() has cut the logs back to this step
             reporter.message(f"resumed {out} from step {step}")
         if step >= cfg.steps and run.is_finished():
             reporter.message(f"{out} is already finished at step {step}")
