@@ -17,6 +17,9 @@ from fdivrl.learner import LearnerConfig
 from fdivrl.replay import ReplayConfig
 
 DEFAULT_DATASET = "D4RL/antmaze/umaze-v1"
+ONLINE_CHUNK = 10
+"""Env steps between fused update calls online: the policy acts with parameters at most this many
+updates old, and the host's per-call overhead is spread over as many updates."""
 LOCAL_DEFAULT_DATASET = "fdivrl/antmaze/umaze-v1"
 PRESETS = ("quick", "paper")
 
@@ -41,13 +44,61 @@ def antmaze_task(dataset_id: str) -> str | None:
     return None
 
 
+# ROER's online per-env settings (reference.md §1, Table 5/6); gumbel clip 7 and λ_ema 0.01 everywhere.
+MUJOCO_ENVS: dict[str, dict[str, float]] = {
+    "Ant": {"beta": 1.0, "min_clip": 10.0, "max_clip": 100.0},
+    "HalfCheetah": {"beta": 4.0, "min_clip": 10.0, "max_clip": 50.0},
+    "Hopper": {"beta": 0.4, "min_clip": 10.0, "max_clip": 100.0},
+    "Humanoid": {"beta": 4.0, "min_clip": 10.0, "max_clip": 50.0},
+    "Walker2d": {"beta": 4.0, "min_clip": 10.0, "max_clip": 50.0},
+}
+ONLINE_DEFAULT = {"beta": 1.0, "min_clip": 1.0, "max_clip": 50.0}
+"""Settings for an env ROER did not tune (a custom env such as fdivrl's walker)."""
+ANTMAZE_ONLINE = {"beta": 0.4, "max_clip": 50.0}
+"""ROER's AntMaze finetune temperature and cap; min_clip per task as offline (10 umaze, 1 others)."""
+
+
+def mujoco_env(env_id: str) -> str | None:
+    """'Hopper' for Hopper-v5 (any version), None for envs without a ROER preset."""
+    name = env_id.split("/")[-1].rsplit("-v", 1)[0]
+    return name if name in MUJOCO_ENVS else None
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """The env loop around the learner (online and finetune modes)."""
+
+    start_steps: int = 10_000
+    """Uniformly random actions for the first env steps (ROER's start_training)."""
+    utd: int = 1
+    """Gradient updates per env step."""
+    buffer_size: int = 1_000_000
+    """Ring buffer capacity per seed (finetune: at least the dataset's size)."""
+    pretrain_steps: int = 0
+    """Finetune: offline gradient steps on the prefilled buffer before the env loop."""
+    log_every: int = 1000
+    """Env steps between metrics.jsonl records."""
+    checkpoint_every: int = 50_000
+    """Env steps between checkpoints (a checkpoint holds the whole buffer)."""
+    score_last: int = 10
+    """The run's score is the mean of its last `score_last` evaluations (ROER's protocol)."""
+
+    def validate(self) -> OnlineConfig:
+        for key in ("utd", "buffer_size", "log_every", "checkpoint_every", "score_last"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.start_steps < 0 or self.pretrain_steps < 0:
+            raise ConfigError("start_steps and pretrain_steps must be >= 0")
+        return self
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a run's numbers (plus where it writes them)."""
 
     per_type: str = "KL"
     mode: str = "offline"
-    dataset: str = DEFAULT_DATASET
+    dataset: str | None = DEFAULT_DATASET
     env: str | None = None
     preset: str = "quick"
     seeds: tuple[int, ...] = (0,)
@@ -62,12 +113,16 @@ class TrainConfig:
     divergence: D.DivergenceConfig = field(default_factory=D.DivergenceConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
 
     def validate(self) -> TrainConfig:
         D.get(self.per_type)
         self.divergence.validate()
         self.replay.validate()
         self.learner.validate()
+        self.online.validate()
+        if self.mode == "online" and not self.env:
+            raise ConfigError("--mode online needs --env <gymnasium id>, e.g. --env Hopper-v5")
         if self.mode not in ("offline", "online", "finetune"):
             raise ConfigError(f"mode {self.mode!r} is not valid; choose one of: offline, online, finetune")
         if self.steps < 1 or self.chunk < 1 or self.eval_every < 1:
@@ -82,38 +137,67 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def preset_config(preset: str, dataset: str, per_type: str) -> TrainConfig:
-    """The preset's settings for a dataset, before CLI overrides."""
+def preset_config(
+    preset: str, dataset: str | None, per_type: str, mode: str = "offline", env: str | None = None
+) -> TrainConfig:
+    """The preset's settings for a (mode, dataset or env), before CLI overrides."""
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r} is not valid; choose one of: {', '.join(PRESETS)}")
+    if mode not in ("offline", "online", "finetune"):
+        raise ConfigError(f"mode {mode!r} is not valid; choose one of: offline, online, finetune")
     div = D.get(per_type)
-    task = antmaze_task(dataset)
-    task_hp = ANTMAZE_TASKS.get(task or "", {"beta": 1.0, "gumbel_max_clip": 7.0, "min_clip": 1.0})
-    div_cfg = D.DivergenceConfig(beta=task_hp["beta"], gumbel_max_clip=task_hp["gumbel_max_clip"], max_clip=50.0)
+    task = antmaze_task(dataset or "")
+    paper = preset == "paper"
+    online = OnlineConfig()
+    if mode == "offline":
+        task_hp = ANTMAZE_TASKS.get(task or "", {"beta": 1.0, "gumbel_max_clip": 7.0, "min_clip": 1.0})
+        hp = {**task_hp, "max_clip": 50.0}
+        # quick: ~110 updates/s on a 2-core CPU, about 8 minutes of updates plus evaluation
+        steps, chunk, eval_every, eval_eps, final_eps = (
+            (1_000_000, 1000, 100_000, 100, 100) if paper else (50_000, 1000, 25_000, 10, 50)
+        )
+        learner = LearnerConfig(total_steps=steps)
+    else:
+        if mode == "online":
+            hp = MUJOCO_ENVS.get(mujoco_env(env or "") or "", ONLINE_DEFAULT)
+            steps, eval_every, eval_eps = (1_000_000, 5000, 10) if paper else (50_000, 5000, 10)
+        else:  # finetune: ROER's AntMaze protocol, the whole dataset in the buffer first
+            hp = {**ANTMAZE_ONLINE, "min_clip": ANTMAZE_TASKS.get(task or "", {"min_clip": 1.0})["min_clip"]}
+            steps, eval_every, eval_eps = (2_000_000, 10_000, 100) if paper else (50_000, 10_000, 10)
+            online = OnlineConfig(start_steps=0, buffer_size=2_000_000)
+        hp = {"gumbel_max_clip": 7.0, **hp}
+        chunk, final_eps = ONLINE_CHUNK, eval_eps
+        learner = LearnerConfig(
+            total_steps=steps,
+            layer_norm=False,
+            cosine_actor_lr=False,
+            critic_loss="huber" if div.prioritized else "mse",
+            grad_penalty=1.0,
+        )
+    div_cfg = D.DivergenceConfig(beta=hp["beta"], gumbel_max_clip=hp["gumbel_max_clip"], max_clip=hp["max_clip"])
     # ROER's weight floor is tuned for KL's e^z (and the KL-based baselines). For the others a floor
     # of 10 would pin every stored weight at 10 (the seed's JS weights never exceed 4x their mean):
     # their floor is their own lower clip, so the down-weighting they specify survives.
     kl_family = div is D.KL or isinstance(div, D.Baseline)
-    div_cfg = dataclasses.replace(div_cfg, min_clip=task_hp["min_clip"] if kl_family else div.lower_clip(div_cfg))
-    if preset == "paper":
-        steps, chunk, eval_every, eval_eps, final_eps = 1_000_000, 1000, 100_000, 100, 100
-    else:
-        # ~110 updates/s on a 2-core CPU: about 8 minutes of updates plus evaluation
-        steps, chunk, eval_every, eval_eps, final_eps = 50_000, 1000, 25_000, 10, 50
+    div_cfg = dataclasses.replace(div_cfg, min_clip=hp["min_clip"] if kl_family else div.lower_clip(div_cfg))
     # with_overrides derives the replay's clips and lower clip from the divergence config
     return with_overrides(
         TrainConfig(
             per_type=div.name,
-            dataset=dataset,
+            mode=mode,
+            dataset=dataset if mode != "online" else None,
+            env=env if mode == "online" else None,
             preset=preset,
             steps=steps,
             chunk=chunk,
             eval_every=eval_every,
             eval_episodes=eval_eps,
             final_eval_episodes=final_eps,
-            reward_shift=-1.0 if task else 0.0,
+            # r − 1 on any AntMaze data (IQL/XQL/ROER), tuned task or not
+            reward_shift=-1.0 if "antmaze" in (dataset or "").lower() else 0.0,
             divergence=div_cfg,
-            learner=LearnerConfig(total_steps=steps),
+            learner=learner,
+            online=online,
         )
     )
 
@@ -124,6 +208,7 @@ def with_overrides(
     divergence: dict[str, Any] | None = None,
     replay: dict[str, Any] | None = None,
     learner: dict[str, Any] | None = None,
+    online: dict[str, Any] | None = None,
 ) -> TrainConfig:
     """Apply overrides per section (None values mean 'keep the preset'); derived fields follow.
 
@@ -134,7 +219,7 @@ def with_overrides(
     def given(d: dict[str, Any] | None) -> dict[str, Any]:
         return {k: v for k, v in (d or {}).items() if v is not None}
 
-    top, div_o, rep_o, lrn_o = given(top), given(divergence), given(replay), given(learner)
+    top, div_o, rep_o, lrn_o, onl_o = given(top), given(divergence), given(replay), given(learner), given(online)
     div_cfg = dataclasses.replace(cfg.divergence, **div_o)
     per_type = D.get(top.get("per_type", cfg.per_type))
     steps = top.get("steps", cfg.steps)
@@ -148,4 +233,7 @@ def with_overrides(
     )
     learner_cfg = dataclasses.replace(cfg.learner, **lrn_o, total_steps=steps)
     top["per_type"] = per_type.name
-    return dataclasses.replace(cfg, **top, divergence=div_cfg, replay=replay_cfg, learner=learner_cfg).validate()
+    online_cfg = dataclasses.replace(cfg.online, **onl_o)
+    return dataclasses.replace(
+        cfg, **top, divergence=div_cfg, replay=replay_cfg, learner=learner_cfg, online=online_cfg
+    ).validate()

@@ -1,5 +1,7 @@
 """The learner: pure functions of explicit state, no I/O.
 
+Two gradient steps share the value, priority and replay code:
+
 One offline gradient step (XQL-style in-sample learning with ROER priorities), in order:
 1. value: V regresses on min Q_targ(s, a_data) with the per_type's dual loss ℓ((Q − V)/β);
 2. critic: Q ← r + γ·mask·V(s') (in-sample, no policy actions, so nothing is extrapolated),
@@ -7,6 +9,15 @@ One offline gradient step (XQL-style in-sample learning with ROER priorities), i
 3. priorities from the *new* V: δ = r + γ·mask·V(s') − V(s), weight(δ/β) written back;
 4. actor: AWR on dataset actions with the per_type's policy weight of (Q − V)·awr_temperature.
 `update_n` fuses K steps with lax.scan and is vmapped over seeds (dataset shared, state per seed).
+
+One online SAC+ROER step (reference.md §1), in order:
+1. critic: soft Bellman target r + γ·mask·(min Q_targ(s', a') − α·log π(a'|s')), per-sample replay
+   weights, optional gradient penalty on ‖∇_a Q‖ > 1;
+2. value: V regresses on min Q_targ(s, ã) of noise-smoothed dataset actions with the per_type's loss;
+3. priorities from the new V, as offline;
+4. actor (reparametrized SAC) and temperature (target entropy −|A|/2 by default).
+`online_update_n` first writes the newest env transitions into the per-seed ring buffer, then fuses
+its updates the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from flax.training.train_state import TrainState
 from fdivrl import replay
 from fdivrl.divergences import Divergence, DivergenceConfig
 from fdivrl.errors import ConfigError
-from fdivrl.networks import Actor, Critic, Value, tanh_mean_logp
+from fdivrl.networks import Actor, Critic, Value, sample_squashed, tanh_mean_logp
 
 
 @dataclass(frozen=True)
@@ -48,11 +59,19 @@ class LearnerConfig:
     huber_delta: float = 20.0
     awr_temperature: float = 10.0
     """Policy weight = per_type policy_weight((Q − V)·awr_temperature); 10 as IQL/XQL on AntMaze."""
+    init_temperature: float = 1.0
+    """Online SAC's initial entropy temperature α."""
+    target_entropy: float | None = None
+    """Online SAC's entropy target; None means −|A|/2 (ROER)."""
+    grad_penalty: float = 0.0
+    """λ_gp of the online critic's penalty mean(max(‖∇_a Q‖ − 1, 0)²); ROER's presets use 1."""
+    value_noise: float = 0.1
+    """Online value step: σ of the Gaussian smoothing noise on buffer actions (clipped at ±0.5)."""
 
     def validate(self) -> LearnerConfig:
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
-        for key in ("actor_lr", "critic_lr", "value_lr", "huber_delta", "awr_temperature"):
+        for key in ("actor_lr", "critic_lr", "value_lr", "huber_delta", "awr_temperature", "init_temperature"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
         if not 0 <= self.discount < 1:
@@ -61,6 +80,8 @@ class LearnerConfig:
             raise ConfigError(f"tau must lie in (0, 1], got {self.tau}")
         if self.batch_size < 1 or self.total_steps < 1:
             raise ConfigError("batch_size and total_steps must be >= 1")
+        if self.grad_penalty < 0 or self.value_noise < 0:
+            raise ConfigError("grad_penalty and value_noise must be >= 0")
         if self.critic_loss not in ("mse", "huber"):
             raise ConfigError(f"critic_loss {self.critic_loss!r} is not valid; choose one of: mse, huber")
         return self
@@ -82,6 +103,8 @@ class LearnerState(NamedTuple):
     replay: replay.ReplayState
     key: jax.Array
     step: jax.Array
+    temperature: TrainState | None = None
+    """log α of online SAC; None offline."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +130,8 @@ class Learner:
     def value_def(self) -> Value:
         return Value(self.cfg.hidden, self.cfg.layer_norm)
 
-    def init(self, key: jax.Array, n_data: int, capacity: int | None = None) -> LearnerState:
-        """Fresh state for one seed; vmap it over keys for several seeds."""
+    def init(self, key: jax.Array, n_data: int, capacity: int | None = None, online: bool = False) -> LearnerState:
+        """Fresh state for one seed; vmap it over keys for several seeds. `online` adds SAC's temperature."""
         k_actor, k_critic, k_value, k_next = jax.random.split(key, 4)
         obs = jnp.zeros((1, self.obs_dim), jnp.float32)
         act = jnp.zeros((1, self.act_dim), jnp.float32)
@@ -122,6 +145,10 @@ class Learner:
         value = TrainState.create(
             apply_fn=self.value_def.apply, params=self.value_def.init(k_value, obs), tx=optax.adam(c.value_lr)
         )
+        temperature = None
+        if online:
+            log_alpha = {"log_alpha": jnp.log(jnp.asarray(c.init_temperature, jnp.float32))}
+            temperature = TrainState.create(apply_fn=None, params=log_alpha, tx=optax.adam(c.actor_lr))
         return LearnerState(
             actor=actor,
             critic=critic,
@@ -130,6 +157,7 @@ class Learner:
             replay=replay.init(capacity or n_data, n_data, self.replay_cfg),
             key=k_next,
             step=jnp.zeros((), jnp.int32),
+            temperature=temperature,
         )
 
     def critic_loss(self, err: jax.Array) -> jax.Array:
@@ -137,28 +165,47 @@ class Learner:
             return optax.huber_loss(err, delta=self.cfg.huber_delta)
         return err**2
 
+    def _value_step(self, value: TrainState, obs: jax.Array, q_targ: jax.Array) -> tuple[TrainState, dict]:
+        """V regresses on q_targ with the per_type's dual loss ℓ((Q − V)/β)."""
+
+        def loss(params):
+            v = self.value_def.apply(params, obs)
+            return self.div.value_loss(q_targ, v, self.div_cfg), v
+
+        (v_loss, v_old), grads = jax.value_and_grad(loss, has_aux=True)(value.params)
+        return value.apply_gradients(grads=grads), {"value_loss": v_loss, "v_mean": v_old.mean()}
+
+    def _values(self, value: TrainState, b: Batch) -> tuple[jax.Array, jax.Array]:
+        """V(s) and V(s') in one batched call."""
+        both = self.value_def.apply(value.params, jnp.concatenate([b.observations, b.next_observations]))
+        v_s, v_next = jnp.split(both, 2)
+        return v_s, v_next
+
+    def _priority_step(
+        self, state: replay.ReplayState, idx: jax.Array, delta: jax.Array
+    ) -> tuple[replay.ReplayState, dict]:
+        """weight(δ/β) of the fresh TD errors δ = r + γ·mask·V(s') − V(s), written back for idx."""
+        raw = self.div.weight(delta / self.div_cfg.beta, self.div_cfg)
+        metrics = {"td_abs_mean": jnp.abs(delta).mean(), "priority_raw_mean": raw.mean(), "priority_raw_max": raw.max()}
+        return replay.update(state, idx, raw, self.replay_cfg), metrics
+
+    def _sample(self, state: LearnerState, data: Batch, key: jax.Array) -> tuple[jax.Array, jax.Array, Batch]:
+        idx, loss_w = replay.sample(state.replay, key, self.cfg.batch_size, self.replay_cfg)
+        return idx, loss_w, jax.tree_util.tree_map(lambda x: x[idx], data)
+
     def offline_step(self, state: LearnerState, data: Batch) -> tuple[LearnerState, dict[str, jax.Array]]:
         c, dc = self.cfg, self.div_cfg
         key, k_sample = jax.random.split(state.key)
-        idx, loss_w = replay.sample(state.replay, k_sample, c.batch_size, self.replay_cfg)
-        b = jax.tree_util.tree_map(lambda x: x[idx], data)
+        idx, loss_w, b = self._sample(state, data, k_sample)
 
         # 1. value: the dual loss on min Q_targ of dataset actions
         q_targ = self.critic_def.apply(state.target_critic, b.observations, b.actions).min(0)
+        value, v_metrics = self._value_step(state.value, b.observations, q_targ)
 
-        def value_loss(params):
-            v = self.value_def.apply(params, b.observations)
-            return self.div.value_loss(q_targ, v, dc), v
-
-        (v_loss, v_old), v_grads = jax.value_and_grad(value_loss, has_aux=True)(state.value.params)
-        value = state.value.apply_gradients(grads=v_grads)
-
-        # V(s) and V(s') of the new value network in one batched call
-        both = self.value_def.apply(value.params, jnp.concatenate([b.observations, b.next_observations]))
-        v_s, v_next = jnp.split(both, 2)
+        # 2. critic: in-sample target Q ← r + γ·mask·V(s') of the new V, per-sample replay weights
+        v_s, v_next = self._values(value, b)
         target = b.rewards + c.discount * b.masks * v_next
 
-        # 2. critic: in-sample target, per-sample replay weights
         def critic_loss(params):
             q = self.critic_def.apply(params, b.observations, b.actions)
             return jnp.sum(jnp.mean(loss_w * self.critic_loss(q - target), axis=-1)), q
@@ -168,9 +215,7 @@ class Learner:
         target_critic = optax.incremental_update(critic.params, state.target_critic, c.tau)
 
         # 3. priorities from the new V
-        delta = target - v_s
-        raw = self.div.weight(delta / dc.beta, dc)
-        new_replay = replay.update(state.replay, idx, raw, self.replay_cfg)
+        new_replay, p_metrics = self._priority_step(state.replay, idx, target - v_s)
 
         # 4. actor: advantage-weighted regression with the per_type's policy weight
         pol_w = jax.lax.stop_gradient(self.div.policy_weight((q_targ - v_s) * c.awr_temperature, dc))
@@ -184,34 +229,151 @@ class Learner:
 
         metrics = {
             "critic_loss": q_loss,
-            "value_loss": v_loss,
             "actor_loss": a_loss,
             "q_mean": q.mean(),
-            "v_mean": v_old.mean(),
             "target_mean": target.mean(),
-            "td_abs_mean": jnp.abs(delta).mean(),
-            "priority_raw_mean": raw.mean(),
-            "priority_raw_max": raw.max(),
+            **v_metrics,
+            **p_metrics,
             "loss_weight_mean": loss_w.mean(),
             "policy_weight_mean": pol_w.mean(),
         }
-        new_state = LearnerState(actor, critic, target_critic, value, new_replay, key, state.step + 1)
+        new_state = state._replace(
+            actor=actor,
+            critic=critic,
+            target_critic=target_critic,
+            value=value,
+            replay=new_replay,
+            key=key,
+            step=state.step + 1,
+        )
+        return new_state, metrics
+
+    def online_critic_loss(
+        self, params: Any, obs: jax.Array, actions: jax.Array, target: jax.Array, w: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """Σ_heads mean(w·ℓ(Q − target)) + λ_gp·mean(max(‖∇_a Q‖ − 1, 0)²); returns (loss, Q)."""
+        q, vjp = jax.vjp(partial(self.critic_def.apply, params, obs), actions)
+        loss = jnp.sum(jnp.mean(w * self.critic_loss(q - target), axis=-1))
+        if self.cfg.grad_penalty > 0:
+            # ∇_a Q of each head from the same forward pass: one vjp per head's cotangent
+            heads = jnp.eye(q.shape[0], dtype=q.dtype)[:, :, None] * jnp.ones_like(q)[None]
+            (grad_a,) = jax.vmap(vjp)(heads)
+            excess = jnp.maximum(jnp.linalg.norm(grad_a, axis=-1) - 1.0, 0.0)
+            loss = loss + self.cfg.grad_penalty * jnp.mean(excess**2)
+        return loss, q
+
+    def online_step(self, state: LearnerState, data: Batch) -> tuple[LearnerState, dict[str, jax.Array]]:
+        c = self.cfg
+        key, k_sample, k_next, k_noise, k_pi = jax.random.split(state.key, 5)
+        idx, loss_w, b = self._sample(state, data, k_sample)
+        alpha = jnp.exp(state.temperature.params["log_alpha"])
+
+        # 1. critic: soft Bellman target with the entropy backup
+        mean, log_std = self.actor_def.apply(state.actor.params, b.next_observations)
+        a_next, logp_next = sample_squashed(k_next, mean, log_std)
+        q_next = self.critic_def.apply(state.target_critic, b.next_observations, a_next).min(0)
+        target = b.rewards + c.discount * b.masks * (q_next - alpha * logp_next)
+
+        critic_loss = partial(self.online_critic_loss, obs=b.observations, actions=b.actions, target=target, w=loss_w)
+        (q_loss, q), q_grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic.params)
+        critic = state.critic.apply_gradients(grads=q_grads)
+        target_critic = optax.incremental_update(critic.params, state.target_critic, c.tau)
+
+        # 2. value on noise-smoothed buffer actions
+        noise = jnp.clip(c.value_noise * jax.random.normal(k_noise, b.actions.shape), -0.5, 0.5)
+        a_smooth = jnp.clip(b.actions + noise, -1.0, 1.0)
+        q_targ = self.critic_def.apply(target_critic, b.observations, a_smooth).min(0)
+        value, v_metrics = self._value_step(state.value, b.observations, q_targ)
+
+        # 3. priorities from the new V
+        v_s, v_next = self._values(value, b)
+        new_replay, p_metrics = self._priority_step(state.replay, idx, b.rewards + c.discount * b.masks * v_next - v_s)
+
+        # 4. actor and temperature
+        def actor_loss(params):
+            mean, log_std = self.actor_def.apply(params, b.observations)
+            a, logp = sample_squashed(k_pi, mean, log_std)
+            q_pi = self.critic_def.apply(critic.params, b.observations, a).min(0)
+            return jnp.mean(alpha * logp - q_pi), logp
+
+        (a_loss, logp), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor.params)
+        actor = state.actor.apply_gradients(grads=a_grads)
+        entropy = -jax.lax.stop_gradient(logp).mean()
+        target_entropy = c.target_entropy if c.target_entropy is not None else -self.act_dim / 2
+
+        def temperature_loss(params):
+            return jnp.exp(params["log_alpha"]) * (entropy - target_entropy)
+
+        t_loss, t_grads = jax.value_and_grad(temperature_loss)(state.temperature.params)
+        temperature = state.temperature.apply_gradients(grads=t_grads)
+
+        metrics = {
+            "critic_loss": q_loss,
+            "actor_loss": a_loss,
+            "temperature_loss": t_loss,
+            "temperature": alpha,
+            "entropy": entropy,
+            "q_mean": q.mean(),
+            "target_mean": target.mean(),
+            **v_metrics,
+            **p_metrics,
+            "loss_weight_mean": loss_w.mean(),
+        }
+        new_state = state._replace(
+            actor=actor,
+            critic=critic,
+            target_critic=target_critic,
+            value=value,
+            replay=new_replay,
+            key=key,
+            step=state.step + 1,
+            temperature=temperature,
+        )
         return new_state, metrics
 
     def update_n(self, state: LearnerState, data: Batch, n_steps: int) -> tuple[LearnerState, dict[str, jax.Array]]:
-        """n_steps fused steps (lax.scan) for one seed; metrics averaged over the chunk."""
+        """n_steps fused offline steps (lax.scan) for one seed; metrics averaged over the chunk."""
         state = state._replace(replay=replay.rebuild(state.replay, self.replay_cfg))
         state, metrics = jax.lax.scan(lambda s, _: self.offline_step(s, data), state, None, length=n_steps)
         return state, jax.tree_util.tree_map(jnp.mean, metrics)
 
-    def compiled_update(self, n_steps: int) -> Callable[[LearnerState, Batch], tuple[LearnerState, dict]]:
-        """The jitted, seed-vmapped K-step program: state has a leading seed axis, data is shared."""
+    def compiled_update(
+        self, n_steps: int, shared_data: bool = True
+    ) -> Callable[[LearnerState, Batch], tuple[LearnerState, dict]]:
+        """The jitted, seed-vmapped K-step offline program: state has a leading seed axis; data is
+        shared by all seeds (a dataset) or has its own seed axis (a per-seed online buffer)."""
         fn = partial(self.update_n, n_steps=n_steps)
-        return jax.jit(jax.vmap(fn, in_axes=(0, None)), donate_argnums=0)
+        return jax.jit(jax.vmap(fn, in_axes=(0, None if shared_data else 0)), donate_argnums=0)
 
-    def init_seeds(self, seeds: list[int], n_data: int, capacity: int | None = None) -> LearnerState:
+    def insert(self, state: LearnerState, data: Batch, new: Batch, ptr: jax.Array) -> tuple[LearnerState, Batch]:
+        """Write k new transitions into the ring buffer at ptr, ptr+1, … (mod capacity) as fresh items."""
+        capacity = data.rewards.shape[0]
+        idx = (ptr + jnp.arange(new.rewards.shape[0], dtype=jnp.int32)) % capacity
+        data = jax.tree_util.tree_map(lambda d, n: d.at[idx].set(n), data, new)
+        return state._replace(replay=replay.add(state.replay, idx, self.replay_cfg)), data
+
+    def online_update_n(
+        self, state: LearnerState, data: Batch, new: Batch, ptr: jax.Array, n_steps: int, rebuild: bool
+    ) -> tuple[LearnerState, Batch, dict[str, jax.Array]]:
+        """Insert the newest env transitions, then n_steps fused online steps (n_steps may be 0)."""
+        state, data = self.insert(state, data, new, ptr)
+        if rebuild:
+            state = state._replace(replay=replay.rebuild(state.replay, self.replay_cfg))
+        if n_steps == 0:
+            return state, data, {}
+        state, metrics = jax.lax.scan(lambda s, _: self.online_step(s, data), state, None, length=n_steps)
+        return state, data, jax.tree_util.tree_map(jnp.mean, metrics)
+
+    def compiled_online(self, n_steps: int, rebuild: bool = False) -> Callable:
+        """(state, data, new, ptr) → (state, data, metrics), all with a leading seed axis but ptr."""
+        fn = partial(self.online_update_n, n_steps=n_steps, rebuild=rebuild)
+        return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, None)), donate_argnums=(0, 1))
+
+    def init_seeds(
+        self, seeds: list[int], n_data: int, capacity: int | None = None, online: bool = False
+    ) -> LearnerState:
         keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-        state = jax.vmap(lambda k: self.init(k, n_data, capacity))(keys)
+        state = jax.vmap(lambda k: self.init(k, n_data, capacity, online))(keys)
         # equal leaves (target = online critic at init) may share a buffer: the donating update
         # program needs every leaf in its own buffer
         return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), state)
@@ -224,6 +386,11 @@ class Learner:
         """Deterministic action tanh(mean) for evaluation."""
         mean, _ = self.actor_def.apply(actor_params, obs)
         return jnp.tanh(mean)
+
+    def explore(self, actor_params: Any, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """A sampled (squashed Gaussian) action for collecting experience online."""
+        mean, log_std = self.actor_def.apply(actor_params, obs)
+        return sample_squashed(key, mean, log_std)[0]
 
 
 def to_batch(transitions: Any) -> Batch:
