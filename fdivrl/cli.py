@@ -19,7 +19,7 @@ from rich.table import Table
 
 from fdivrl import __version__
 from fdivrl import divergences as D
-from fdivrl.errors import ConfigError, FdivrlError, NotAvailableYet
+from fdivrl.errors import ConfigError, FdivrlError
 
 app = typer.Typer(
     name="fdivrl",
@@ -116,7 +116,19 @@ def train(
     scheme: Annotated[str, typer.Option(help="Weight-mode update: avg (EMA, ROER default) or exp.")] = "avg",
     ema: Annotated[float | None, typer.Option(help="EMA rate of the avg scheme (ROER's per_beta).")] = None,
     chunk: Annotated[
-        int | None, typer.Option(help="Gradient steps fused per jitted call (logging interval); default 1000.")
+        int | None,
+        typer.Option(help="Offline: gradient steps fused per jitted call (1000). Online: env steps per call (10)."),
+    ] = None,
+    utd: Annotated[int | None, typer.Option(help="Online: gradient updates per env step (default 1).")] = None,
+    start_steps: Annotated[
+        int | None, typer.Option(help="Online: random-action env steps before learning (default 10000; finetune 0).")
+    ] = None,
+    buffer_size: Annotated[int | None, typer.Option(help="Online: replay capacity per seed (1M; finetune 2M).")] = None,
+    pretrain_steps: Annotated[
+        int | None, typer.Option(help="Finetune: offline steps on the prefilled buffer before going online.")
+    ] = None,
+    grad_penalty: Annotated[
+        float | None, typer.Option(help="Online critic gradient penalty λ_gp (ROER: 1; 0 turns it off).")
     ] = None,
     eval_every: Annotated[int | None, typer.Option(help="Steps between evaluations.")] = None,
     eval_episodes: Annotated[int | None, typer.Option(help="Episodes per evaluation.")] = None,
@@ -134,21 +146,42 @@ def train(
     scheme = choice("--scheme", scheme, ("avg", "exp"))
     log = choice("--log", log, ("none", "tensorboard", "wandb"))
     seed_list(seed, seeds)
-    checks = (("--steps", steps), ("--batch-size", batch_size), ("--eval-every", eval_every), ("--chunk", chunk))
+    checks = (
+        ("--steps", steps),
+        ("--batch-size", batch_size),
+        ("--eval-every", eval_every),
+        ("--chunk", chunk),
+        ("--utd", utd),
+        ("--buffer-size", buffer_size),
+    )
     for option, value in checks:
         if value is not None and value < 1:
             raise ConfigError(f"{option} must be >= 1, got {value}")
+    for option, value in (("--start-steps", start_steps), ("--pretrain-steps", pretrain_steps)):
+        if value is not None and value < 0:
+            raise ConfigError(f"{option} must be >= 0, got {value}")
+    if grad_penalty is not None and not grad_penalty >= 0:
+        raise ConfigError(f"--grad-penalty must be >= 0, got {grad_penalty}")
     if eval_episodes is not None and eval_episodes < 0:
         raise ConfigError(f"--eval-episodes must be >= 0, got {eval_episodes}")
     if ema is not None and not 0 < ema <= 1:
         raise ConfigError(f"--ema must lie in (0, 1], got {ema}")
     from fdivrl import config as C
 
-    if mode != "offline":
-        raise NotAvailableYet(f"train --mode {mode} is not available yet in fdivrl {__version__}; --mode offline is")
-    dataset_id = dataset or resolve_default_dataset()
+    if mode == "online":
+        if dataset:
+            raise ConfigError("--mode online trains in --env; a --dataset belongs to --mode offline or finetune")
+        if not env:
+            raise ConfigError("--mode online needs --env <gymnasium id>, e.g. --env Hopper-v5")
+    elif env:
+        raise ConfigError(f"--env is for --mode online; --mode {mode} trains in the dataset's own env")
+    if mode == "offline" and (utd is not None or start_steps is not None or buffer_size is not None):
+        raise ConfigError("--utd, --start-steps and --buffer-size apply to --mode online and finetune")
+    if mode != "finetune" and pretrain_steps:
+        raise ConfigError("--pretrain-steps applies to --mode finetune")
+    dataset_id = None if mode == "online" else dataset or resolve_default_dataset()
     cfg = C.with_overrides(
-        C.preset_config(preset, dataset_id, name),
+        C.preset_config(preset, dataset_id, name, mode=mode, env=env),
         top={
             "mode": mode,
             "seeds": tuple(seed_list(seed, seeds)),
@@ -169,13 +202,20 @@ def train(
             "per_alpha": per_alpha,
         },
         replay={"mode": priority_mode, "scheme": scheme, "ema": ema, "alpha": per_alpha},
-        learner={"batch_size": batch_size},
+        learner={"batch_size": batch_size, "grad_penalty": grad_penalty},
+        online={"utd": utd, "start_steps": start_steps, "buffer_size": buffer_size, "pretrain_steps": pretrain_steps},
     )
-    from fdivrl.offline import default_out, train_offline
-
-    run_dir = out or default_out(cfg)
     reporter = RichReporter(quiet=quiet or json_out)
-    summary = train_offline(cfg, run_dir, resume=resume, reporter=reporter, log=log)
+    if mode == "offline":
+        from fdivrl.offline import default_out, train_offline
+
+        run_dir = out or default_out(cfg)
+        summary = train_offline(cfg, run_dir, resume=resume, reporter=reporter, log=log)
+    else:
+        from fdivrl.online import default_out, train_online
+
+        run_dir = out or default_out(cfg)
+        summary = train_online(cfg, run_dir, resume=resume, reporter=reporter, log=log)
     if json_out:
         print(json.dumps(summary))
     else:
@@ -251,33 +291,163 @@ def bench(
     per_types_: Annotated[
         list[str] | None, typer.Option("--per-types", help=f"Comma list, repeatable. {PER_TYPES_HELP}.")
     ] = None,
-    seeds: Annotated[int, typer.Option(help="Seeds per (task, per_type), vmapped.")] = 5,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
+    seeds: Annotated[int, typer.Option(help="Seeds per (task, per_type), vmapped in one program.")] = 5,
     preset: Annotated[str, typer.Option(help="quick or paper.")] = "quick",
-    mode: Annotated[str, typer.Option(help="offline or finetune.")] = "offline",
+    mode: Annotated[
+        str | None, typer.Option(help="offline or finetune (antmaze), online (mujoco); default: the suite's first.")
+    ] = None,
+    datasets: Annotated[
+        list[str] | None,
+        typer.Option(help="Comma list of minari dataset ids to run instead of the suite's (repeatable)."),
+    ] = None,
     results: Annotated[Path, typer.Option(help="Results directory (finished runs are skipped).")] = Path("results"),
     backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (with --backend ray).")] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster address (with --backend ray; --results must be on storage every node sees). "
+            "Default: start a local instance."
+        ),
+    ] = None,
+    cpus_per_task: Annotated[float, typer.Option(help="CPUs each Ray task asks for (with --backend ray).")] = 1.0,
+    steps: Annotated[
+        int | None, typer.Option(help="Steps per run (gradient steps offline, env steps online). Default: preset's.")
+    ] = None,
+    chunk: Annotated[int | None, typer.Option(help="Steps per jitted call (the logging interval).")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Steps between evaluations.")] = None,
+    eval_episodes: Annotated[int | None, typer.Option(help="Episodes per evaluation (final one included).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the outcomes and the table as JSON.")] = False,
 ) -> None:
-    """Run a benchmark suite (tasks × per_types × seeds) and print the score table."""
-    choice("suite", suite, SUITES)
-    per_types(split_list(per_types_) or ["KL", "JS"])
-    seed_list(0, seeds)
-    choice("--preset", preset, ("quick", "paper"))
-    choice("--mode", mode, ("offline", "finetune"))
-    choice("--backend", backend, ("local", "ray"))
-    raise NotAvailableYet(f"bench is not available yet in fdivrl {__version__} (it needs the training pipelines)")
+    """Run a benchmark suite (tasks × per_types × seeds) and print the score table.
+
+    Each (task, per_type) is one run directory under --results holding all its seeds; running the
+    command again skips finished runs and resumes interrupted ones. The D4RL dataset is used when
+    present locally, else its local stand-in (fdivrl data antmaze <task>); datasets with neither
+    are reported and left out. Tables: <results>/bench-<suite>-<mode>.{md,csv,json}.
+    """
+    from fdivrl import bench as B
+
+    suite = choice("suite", suite, SUITES)
+    chosen = per_types(split_list(per_types_) or ["KL", "JS"])
+    seed_ids = seed_list(seed, seeds)
+    preset = choice("--preset", preset, ("quick", "paper"))
+    spec = B.load_suite(suite)
+    mode = choice("--mode", mode or spec.modes[0], spec.modes)
+    backend = choice("--backend", backend, ("local", "ray"))
+    for option, value in (("--steps", steps), ("--chunk", chunk), ("--eval-every", eval_every)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{option} must be >= 1, got {value}")
+    if eval_episodes is not None and eval_episodes < 0:
+        raise ConfigError(f"--eval-episodes must be >= 0, got {eval_episodes}")
+    if cpus_per_task <= 0:
+        raise ConfigError(f"--cpus-per-task must be > 0, got {cpus_per_task}")
+    B.trainer(mode)  # a mode without its training pipeline fails here, in one line
+    targets, missing = B.resolve_targets(spec, mode, split_list(datasets))
+    B.check_targets(targets, missing)
+    for line in missing:
+        err_console.print(f"[yellow]skipped:[/] {escape(line)}")
+    groups = B.plan(
+        targets,
+        chosen,
+        seed_ids,
+        preset,
+        mode,
+        results,
+        steps=steps,
+        chunk=chunk,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        final_eval_episodes=eval_episodes,
+    )
+
+    def report(r: B.GroupResult) -> None:
+        if json_out:
+            return
+        what = f"{r.group.per_type} on {r.group.target.source} ({len(r.group.config.seeds)} seeds)"
+        if r.status == "finished":
+            console.print(f"[green]finished[/] {escape(what)} in {r.seconds:.1f} s")
+        elif r.status == "skipped":
+            console.print(f"[dim]skipped[/] {escape(what)}: {r.message}")
+        else:
+            console.print(f"[red]{r.status}[/] {escape(what)}: {escape(r.message)} (log: {r.group.log})")
+
+    if backend == "ray":
+        outcomes = B.run_ray(groups, report, address=address, cpus_per_task=cpus_per_task)
+    else:
+        outcomes = B.run_local(groups, report, lambda g: RichReporter(quiet=quiet or json_out))
+    table = B.score_table(spec, mode, groups, outcomes)
+    files = B.write_table(table, results)
+    unfinished = [r for r in outcomes if r.status in ("failed", "busy")]
+    if json_out:
+        outcome_list = [r.to_dict() for r in outcomes]
+        print(json.dumps({"outcomes": outcome_list, "missing": missing, "table": table.to_json(), "files": files}))
+    else:
+        print_bench_table(table, f"{suite} ({mode}, {preset})", files, len(unfinished))
+    if any(r.status == "failed" for r in unfinished):
+        raise typer.Exit(1)  # the table is written; the exit code tells scripts that a run failed
+
+
+def print_bench_table(table, title: str, files: list[str], unfinished: int) -> None:
+    rich_table = Table(title=title, caption="\n".join(table.legend()), caption_justify="left")
+    for header in table.headers():
+        rich_table.add_column(header, justify="left" if header in ("task", "data (trained on)") else "right")
+    for row in table.text_rows():
+        rich_table.add_row(*(escape(cell) for cell in row))
+    console.print(rich_table)
+    console.print(f"tables: {', '.join(files)}")
+    if unfinished:
+        console.print(f"[red]{unfinished} run(s) did not finish[/]; run the same command again to retry them")
 
 
 @app.command()
 def compare(
     names: Annotated[list[str], typer.Argument(help=f"Two or more {PER_TYPES_HELP}.")],
-    results: Annotated[Path, typer.Option(help="Results directory to read runs from.")] = Path("results"),
+    results: Annotated[Path, typer.Option(help="Results directory to read runs from (searched recursively).")] = Path(
+        "results"
+    ),
+    metric: Annotated[
+        str, typer.Option(help="Final score compared: d4rl_score, normalized_score_x100, mean_return, success_rate.")
+    ] = "d4rl_score",
+    out: Annotated[
+        Path | None, typer.Option(help="Where tables and plots go (default <results>/compare/<A>_vs_<B>...).")
+    ] = None,
+    reps: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
 ) -> None:
-    """Statistics (IQM, bootstrap CIs, probability of improvement) and plots from runs on disk."""
-    chosen = per_types(split_list(names))
+    """Statistics (IQM, bootstrap CIs, probability of improvement) and plots from runs on disk.
+
+    Uses every finished run of the named per_types under --results (bench or train runs alike) and
+    lists the run directories it skipped and why (unfinished, corrupt, another per_type).
+    """
+    from fdivrl import compare as K
+
+    chosen = tuple(dict.fromkeys(per_types(split_list(names))))
     if len(chosen) < 2:
         raise ConfigError("compare needs at least two per_types, e.g. `fdivrl compare KL JS`")
-    raise NotAvailableYet(f"compare is not available yet in fdivrl {__version__} (it needs finished runs)")
+    if reps < 100:
+        raise ConfigError(f"--reps must be >= 100, got {reps}")
+    comparison = K.compare(results, chosen, metric=metric, reps=reps, seed=seed)
+    files = K.write_files(comparison, out or results / "compare" / "_vs_".join(chosen))
+    if json_out:
+        print(json.dumps({**comparison.to_json(), "files": [str(f) for f in files]}))
+        return
+    for title, (headers, rows) in (
+        (f"final {metric}: 95% stratified-bootstrap CIs", K.statistics_rows(comparison)),
+        ("probability of improvement P(X > Y)", K.improvement_rows(comparison)),
+        ("run directories", K.runs_rows(comparison)),
+    ):
+        rich_table = Table(title=title)
+        for header in headers:
+            rich_table.add_column(header)
+        for row in rows:
+            rich_table.add_row(*(escape(cell) for cell in row))
+        console.print(rich_table)
+    for note in comparison.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    console.print(f"written: {', '.join(str(f) for f in files)}")
 
 
 @data_app.command("list")
@@ -301,18 +471,96 @@ def data_list() -> None:
 def data_antmaze(
     task: Annotated[str, typer.Argument(help=f"One of: {', '.join(ANTMAZE_TASKS)}.")],
     steps: Annotated[int, typer.Option(help="Transitions to generate.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Seed of episodes, waypoint jitter and action noise.")] = 0,
+    walker_file: Annotated[
+        Path | None, typer.Option(help="Walker policy file (default: the one shipped in the package).")
+    ] = None,
+    envs: Annotated[int, typer.Option(help="Vector envs stepped together (batched policy calls).")] = 10,
+    ref_episodes: Annotated[int, typer.Option(help="Episodes for ref_min_score and ref_max_score each.")] = 100,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing stand-in of this task.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Generate a local stand-in for D4RL/antmaze/<task>-v1 (namespace fdivrl/antmaze)."""
     choice("task", task, ANTMAZE_TASKS)
-    if steps < 1:
-        raise ConfigError(f"--steps must be >= 1, got {steps}")
-    raise NotAvailableYet(f"data antmaze is not available yet in fdivrl {__version__} (needs the walker)")
+    for option, value in (("--steps", steps), ("--envs", envs), ("--ref-episodes", ref_episodes)):
+        if value < 1:
+            raise ConfigError(f"{option} must be >= 1, got {value}")
+    seed_list(seed, 1)
+    from fdivrl.walker import load_walker
+
+    policy = load_walker(walker_file)
+    summary = make_standin(task, steps, seed, policy, envs, ref_episodes, overwrite, quiet or json_out)
+    if json_out:
+        print(json.dumps(summary))
+        return
+    table = Table(title=f"{summary.get('dataset_id', task)}: local stand-in for D4RL/antmaze/{task}-v1")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+def make_standin(
+    task: str, steps: int, seed: int, policy, envs: int, ref_episodes: int, overwrite: bool, quiet: bool
+) -> dict:
+    """Run the generator under a rich progress bar (one bar per phase)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from fdivrl import antmaze_gen
+
+    labels = {"ref-random": "ref_min (random)", "ref-controller": "ref_max (controller)", "collect": "collect"}
+    bars: dict[str, int] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet,
+    ) as progress:
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase not in bars:
+                bars[phase] = progress.add_task(labels.get(phase, phase), total=total)
+            progress.update(bars[phase], completed=done)
+
+        return antmaze_gen.generate(
+            task, steps, seed, policy, n_envs=envs, progress=report, overwrite=overwrite, ref_episodes=ref_episodes
+        )
 
 
 @data_app.command("walker")
-def data_walker() -> None:
-    """Train the goal-reaching ant that drives the local AntMaze generator."""
-    raise NotAvailableYet(f"data walker is not available yet in fdivrl {__version__} (needs the online pipeline)")
+def data_walker(
+    steps: Annotated[int, typer.Option(help="Env steps of online SAC on fdivrl/GoalReachAnt-v0.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Run directory of the training run.")] = Path("runs/walker"),
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    walker_file: Annotated[
+        Path | None, typer.Option(help="Where to write the walker (default: the package's walker.npz).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train the goal-reaching ant that drives the local AntMaze generator, and export it."""
+    if steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    seed_list(seed, 1)
+    from fdivrl import walker
+    from fdivrl import walker_train as W
+    from fdivrl.online import train_online
+
+    cfg = W.walker_config(steps, seed)
+    summary = train_online(cfg, out, resume=resume, reporter=RichReporter(quiet=quiet))
+    record = {
+        "command": f"fdivrl data walker --steps {steps} --seed {seed}",
+        "steps": steps,
+        "seed": seed,
+        "train_score": summary.get("score"),
+    }
+    path = W.export(out, walker_file or walker.DEFAULT_WALKER_PATH, record)
+    console.print(f"walker written to {path} (score over the last evaluations: {summary.get('score')})")
 
 
 @app.command()

@@ -137,6 +137,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def uses_roer_floor(div: D.Divergence) -> bool:
+    """ROER's min_clip is a floor tuned for KL's e^z weights (and the KL-based baselines)."""
+    return div is D.KL or isinstance(div, D.Baseline)
+
+
 def preset_config(
     preset: str, dataset: str | None, per_type: str, mode: str = "offline", env: str | None = None
 ) -> TrainConfig:
@@ -178,8 +183,7 @@ def preset_config(
     # ROER's weight floor is tuned for KL's e^z (and the KL-based baselines). For the others a floor
     # of 10 would pin every stored weight at 10 (the seed's JS weights never exceed 4x their mean):
     # their floor is their own lower clip, so the down-weighting they specify survives.
-    kl_family = div is D.KL or isinstance(div, D.Baseline)
-    div_cfg = dataclasses.replace(div_cfg, min_clip=hp["min_clip"] if kl_family else div.lower_clip(div_cfg))
+    div_cfg = dataclasses.replace(div_cfg, min_clip=hp["min_clip"] if uses_roer_floor(div) else div.lower_clip(div_cfg))
     # with_overrides derives the replay's clips and lower clip from the divergence config
     return with_overrides(
         TrainConfig(

@@ -21,12 +21,6 @@ class DatasetError(FdivrlError):
     exit_code = 3
 
 
-class NotAvailableYet(FdivrlError):
-    """A command or mode that parses but is not implemented in this version."""
-
-    exit_code = 4
-
-
 class TrainingDiverged(FdivrlError):
     """NaN or inf appeared in losses; the last good checkpoint is kept."""
 

@@ -55,3 +55,87 @@ def plot_divergences(path: Path, cfg) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _save(fig, stem: Path) -> list[Path]:
+    """PNG for a glance, SVG for papers."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    for p in paths:
+        fig.savefig(p, dpi=120)
+    return paths
+
+
+def _colors(plt, by_task: dict[str, dict[str, object]]) -> dict[str, tuple]:
+    """One color per per_type across all panels."""
+    names = list(dict.fromkeys(p for by_type in by_task.values() for p in by_type))
+    cycle = plt.get_cmap("tab10").colors
+    return {p: cycle[i % len(cycle)] for i, p in enumerate(names)}
+
+
+def plot_learning_curves(
+    stem: Path, curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], ylabel: str
+) -> list[Path]:
+    """One panel per task: each per_type's seed mean over training steps with its 95% CI band.
+
+    `curves`: task -> per_type -> (steps, array (3, n_steps) of mean, CI low, CI high).
+    """
+    plt = _pyplot()
+    tasks = list(curves) or ["(no evaluations logged)"]
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(7.0, 3.6 * len(tasks)), squeeze=False)
+    colors = _colors(plt, curves)
+    for ax, task in zip(axes[:, 0], tasks, strict=True):
+        for per_type, (steps, band) in curves.get(task, {}).items():
+            ax.plot(steps, band[0], color=colors[per_type], marker="o" if len(steps) < 20 else None, label=per_type)
+            ax.fill_between(steps, band[1], band[2], color=colors[per_type], alpha=0.2, lw=0)
+        ax.set(title=task, xlabel="steps", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        if curves.get(task):
+            ax.legend(fontsize=8)
+    fig.suptitle("learning curves: mean over seeds, 95% bootstrap CI")
+    fig.tight_layout()
+    paths = _save(fig, stem)
+    plt.close(fig)
+    return paths
+
+
+def plot_priority_weights(
+    stem: Path, data: dict[str, dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]]
+) -> list[Path]:
+    """Per task: each per_type's stored priority weights over training (mean line, min-max band, log
+    scale) and their effective sample size fraction — how peaked a distribution each per_type made.
+
+    `data`: task -> per_type -> metric key (priority_weight_mean/min/max, priority_ess_frac) -> (steps, values).
+    """
+    plt = _pyplot()
+    tasks = list(data) or ["(no priority statistics logged)"]
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(13.0, 3.6 * len(tasks)), squeeze=False)
+    colors = _colors(plt, data)
+    for (ax_w, ax_e), task in zip(axes, tasks, strict=True):
+        for per_type, keys in data.get(task, {}).items():
+            color = colors[per_type]
+            if "priority_weight_mean" in keys:
+                steps, mean = keys["priority_weight_mean"]
+                ax_w.plot(steps, mean, color=color, label=per_type)
+                if "priority_weight_min" in keys and "priority_weight_max" in keys:
+                    ax_w.fill_between(
+                        steps,
+                        keys["priority_weight_min"][1],
+                        keys["priority_weight_max"][1],
+                        color=color,
+                        alpha=0.15,
+                        lw=0,
+                    )
+            if "priority_ess_frac" in keys:
+                ax_e.plot(*keys["priority_ess_frac"], color=color, label=per_type)
+        ax_w.set(title=f"{task}: priority weights (mean, min–max)", xlabel="steps", ylabel="weight", yscale="log")
+        ax_e.set(title=f"{task}: effective sample size / N", xlabel="steps", ylabel="ESS fraction", ylim=(0, 1.05))
+        for ax in (ax_w, ax_e):
+            ax.grid(alpha=0.3)
+            if data.get(task):
+                ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = _save(fig, stem)
+    plt.close(fig)
+    return paths

@@ -78,17 +78,10 @@ def test_user_errors_are_one_line_and_nonzero(argv, needle, capsys):
     assert "Traceback" not in err + out
 
 
-def test_unbuilt_commands_say_so_instead_of_doing_nothing(capsys):
-    for argv in (["bench", "antmaze"], ["compare", "KL", "JS"], ["data", "walker"]):
-        code, _, err = run(argv, capsys)
-        assert code == 4
-        assert "not available yet" in err
-
-
 def test_per_type_names_are_case_insensitive(capsys):
-    # validation passes for any casing; bench then stops at "not available yet", not "unknown per_type"
+    # validation passes for any casing; bench then stops at the missing datasets (exit 3), not the names
     code, _, err = run(["bench", "antmaze", "--per-types", "kl,js-EXACT", "--per-types", "Chi2"], capsys)
-    assert "unknown per_type" not in err and code == 4
+    assert "unknown per_type" not in err and code == 3
 
 
 def test_divergences_json_and_plot(tmp_path, capsys):

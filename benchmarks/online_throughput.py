@@ -1,0 +1,113 @@
+"""Online loop cost vs its updates alone, measured in one run on the same machine.
+
+    python benchmarks/online_throughput.py [--env Hopper-v5] [--steps 3000] [--per-type KL]
+
+(a) updates alone: the online learner's fused program (insert 10 transitions + 10 SAC+ROER updates,
+    the same program train_online calls) on a filled buffer, timed after compilation;
+(b) the whole online loop through `train_online` at UTD 1 (host env stepping, exploration actions,
+    transfers, logging), timed as the difference of two runs of different lengths so compilation and
+    setup cancel out.
+The last line is one JSON object: env_steps_per_s, updates_per_s (loop), updates_per_s_alone,
+loop_overhead = loop time per update / update time alone − 1 (target ≤ 0.25).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fdivrl import config as C
+from fdivrl import divergences as D
+from fdivrl.learner import Batch, Learner
+from fdivrl.online import gym_env_info, train_online
+
+
+def online_config(env: str, per_type: str, steps: int) -> C.TrainConfig:
+    return C.with_overrides(
+        C.preset_config("quick", None, per_type, mode="online", env=env),
+        top={"steps": steps, "eval_episodes": 0, "final_eval_episodes": 0, "eval_every": 10**9},
+        online={"start_steps": 0, "buffer_size": 100_000, "checkpoint_every": 10**9},
+    )
+
+
+def updates_alone(cfg: C.TrainConfig, n_calls: int) -> float:
+    """Updates/s of the fused insert+update program on a full buffer (one seed)."""
+    env = gym_env_info(cfg.env, cfg.obs_keys)
+    learner = Learner(D.get(cfg.per_type), cfg.divergence, cfg.replay, cfg.learner, env.obs_dim, env.act_dim)
+    cap, k = cfg.online.buffer_size, cfg.chunk
+    rng = np.random.default_rng(0)
+
+    def batch(n: int) -> Batch:
+        return Batch(
+            jnp.asarray(rng.normal(size=(1, n, env.obs_dim)), jnp.float32),
+            jnp.asarray(rng.uniform(-1, 1, size=(1, n, env.act_dim)), jnp.float32),
+            jnp.asarray(rng.normal(size=(1, n)), jnp.float32),
+            jnp.asarray(rng.normal(size=(1, n, env.obs_dim)), jnp.float32),
+            jnp.ones((1, n), jnp.float32),
+        )
+
+    state = learner.init_seeds([0], cap, cap, online=True)
+    data = batch(cap)
+    program = learner.compiled_online(k * cfg.online.utd)
+    new = batch(k)
+    state, data, _ = program(state, data, new, jnp.asarray(0, jnp.int32))  # compile
+    jax.block_until_ready(state)
+    t0 = time.perf_counter()
+    for i in range(n_calls):
+        state, data, _ = program(state, data, new, jnp.asarray((i * k) % cap, jnp.int32))
+        jax.block_until_ready(state.actor.params)  # the loop must wait too: the next action needs them
+    return n_calls * k * cfg.online.utd / (time.perf_counter() - t0)
+
+
+def loop_seconds(cfg: C.TrainConfig) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        train_online(cfg, Path(tmp) / "run")
+        return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="Hopper-v5")
+    parser.add_argument("--per-type", default="KL")
+    parser.add_argument("--steps", type=int, default=3000, help="Env steps timed in the loop (b).")
+    args = parser.parse_args()
+    short, long = 500, 500 + args.steps
+    cfg = online_config(args.env, args.per_type, long)
+    alone = updates_alone(cfg, args.steps // cfg.chunk)
+    print(f"updates alone: {alone:.1f} updates/s ({cfg.per_type}, grad_penalty {cfg.learner.grad_penalty})")
+    t_short = loop_seconds(online_config(args.env, args.per_type, short))
+    t_long = loop_seconds(cfg)
+    per_step = (t_long - t_short) / args.steps
+    loop_rate = 1.0 / per_step
+    overhead = per_step / (cfg.online.utd / alone) - 1.0  # loop time per step / its updates' time alone
+    print(
+        f"online loop: {loop_rate:.1f} env steps/s at UTD {cfg.online.utd} "
+        f"({t_short:.1f}s for {short} steps, {t_long:.1f}s for {long})"
+    )
+    print(f"loop overhead over its updates: {100 * overhead:.1f}% (target <= 25%)")
+    print(
+        json.dumps(
+            {
+                "env": args.env,
+                "per_type": cfg.per_type,
+                "utd": cfg.online.utd,
+                "chunk": cfg.chunk,
+                "env_steps_per_s": round(loop_rate, 2),
+                "updates_per_s": round(loop_rate * cfg.online.utd, 2),
+                "updates_per_s_alone": round(alone, 2),
+                "loop_overhead": round(overhead, 4),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,492 @@
+"""`fdivrl bench`: a suite's tasks × per_types, all seeds of one (task, per_type) vmapped in one run.
+
+Suites are data (benchmarks/suites/*.json) and so are the published scores the table shows beside
+ours (benchmarks/reference_scores.json). Each (task, per_type) group is one run directory under
+the results directory; reruns skip groups already finished with the same config and resume
+interrupted ones. A failing group is reported with its log and the sweep goes on; a group whose
+run another process holds (a second bench on the same results) is reported busy, not touched.
+
+Datasets: a suite's D4RL id is used when present locally, else its local stand-in
+(fdivrl/antmaze/<task>-v1), and every table row says which. A dataset with neither is reported
+(with the command that builds the stand-in) and left out; a sweep with no dataset at all fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fdivrl import config as C
+from fdivrl import divergences as D
+from fdivrl import minari_data, results, runs, stats
+from fdivrl.errors import ConfigError, DatasetError
+
+BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+# column tags and what they mean (the legend under every table)
+METRIC_LABELS = {
+    "d4rl_score": ("D4RL", "D4RL-style score = 100 × success rate (episode ends at the goal)"),
+    "normalized_score_x100": ("minari", "minari normalized score × 100 (return-based; not comparable with D4RL's)"),
+    "mean_return": ("return", "mean episode return"),
+}
+TRAIN_OVERRIDES = ("steps", "chunk", "eval_every", "eval_episodes", "final_eval_episodes")
+
+
+# ---------------------------------------------------------------------------------- suites
+
+
+@dataclass(frozen=True)
+class SuiteTask:
+    task: str
+    dataset: str | None = None
+    standin: str | None = None
+    env: str | None = None
+    hyperparameters: dict[str, dict[str, float]] = field(default_factory=dict)
+    """mode -> divergence settings (the preset's values, kept here so a suite can be edited as data)."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    modes: tuple[str, ...]
+    metric: str
+    tasks: tuple[SuiteTask, ...]
+
+
+def _read_benchmark_file(relative: str) -> dict[str, Any]:
+    path = BENCHMARKS_DIR / relative
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot read {path} ({' '.join(str(exc).split())}); bench runs from an fdivrl checkout"
+        ) from exc
+
+
+def load_suite(name: str) -> Suite:
+    raw = _read_benchmark_file(f"suites/{name}.json")
+    return Suite(
+        name=raw["name"],
+        modes=tuple(raw["modes"]),
+        metric=raw["metric"],
+        tasks=tuple(SuiteTask(**t) for t in raw["tasks"]),
+    )
+
+
+def reference_columns(suite: str, mode: str) -> list[dict[str, Any]]:
+    """The published columns that apply to this suite and mode, each with its source."""
+    table = _read_benchmark_file("reference_scores.json").get(suite, {})
+    return [c for c in table.get("columns", []) if mode in c["modes"]]
+
+
+# ---------------------------------------------------------------------------------- what to run
+
+
+@dataclass(frozen=True)
+class Target:
+    """A task resolved to what is actually trained on, and what kind of data that is."""
+
+    task: str
+    source: str
+    """Dataset id (offline, finetune) or env id (online)."""
+    data: str
+    """'D4RL', 'stand-in', 'local' (a dataset given with --datasets) or 'env'."""
+    hyperparameters: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_targets(suite: Suite, mode: str, datasets: Sequence[str] = ()) -> tuple[list[Target], list[str]]:
+    """The targets to run and one message per dataset that is missing (and left out)."""
+    if mode == "online":
+        if datasets:
+            raise ConfigError(f"--datasets is for dataset suites; the {suite.name} suite trains in its envs")
+        return [Target(t.task, t.env or t.task, "env", t.hyperparameters.get(mode, {})) for t in suite.tasks], []
+    present = set(minari_data.local_datasets())
+    targets: list[Target] = []
+    missing: list[str] = []
+    if datasets:
+        by_id = {i: t for t in suite.tasks for i in (t.dataset, t.standin) if i}
+        for dataset_id in datasets:
+            known = by_id.get(dataset_id)
+            if dataset_id not in present:
+                missing.append(_missing(dataset_id, minari_data.standin_command(dataset_id)))
+                continue
+            data = "D4RL" if dataset_id.startswith("D4RL/") else "stand-in" if known else "local"
+            task = known.task if known else dataset_id
+            targets.append(Target(task, dataset_id, data, known.hyperparameters.get(mode, {}) if known else {}))
+        return targets, missing
+    for t in suite.tasks:
+        if t.dataset in present:
+            targets.append(Target(t.task, t.dataset, "D4RL", t.hyperparameters.get(mode, {})))
+        elif t.standin in present:
+            targets.append(Target(t.task, t.standin, "stand-in", t.hyperparameters.get(mode, {})))
+        else:
+            missing.append(_missing(t.dataset or t.task, minari_data.standin_command(t.dataset or "")))
+    return targets, missing
+
+
+def _missing(dataset_id: str, standin: str | None) -> str:
+    make = f"; or build the local stand-in with `{standin}`" if standin else ""
+    return f"{dataset_id} is not present locally: `minari download {dataset_id}` on a machine with internet{make}"
+
+
+@dataclass(frozen=True)
+class Group:
+    """One (task, per_type) with all its seeds: one run directory, one vmapped training program."""
+
+    target: Target
+    per_type: str
+    config: C.TrainConfig
+    out: Path
+    log: Path
+
+
+def _safe(name: str) -> str:
+    return name.replace("/", "_")
+
+
+def group_config(
+    target: Target, per_type: str, preset: str, mode: str, seeds: Sequence[int], **overrides: Any
+) -> C.TrainConfig:
+    """Preset for the target, the suite's per-task hyperparameters, then the caller's overrides.
+
+    The suite's min_clip is ROER's floor for KL's e^z weights and the KL-based baselines (as in
+    config.preset_config); other per_types keep their own lower clip as floor.
+    """
+    div = D.get(per_type)
+    hp = dict(target.hyperparameters)
+    if not C.uses_roer_floor(div):
+        hp.pop("min_clip", None)
+    top: dict[str, Any] = {"seeds": tuple(seeds), **{k: overrides.get(k) for k in TRAIN_OVERRIDES}}
+    online = mode == "online"
+    cfg = C.preset_config(
+        preset, None if online else target.source, div.name, mode=mode, env=target.source if online else None
+    )
+    return C.with_overrides(cfg, top=top, divergence=hp)
+
+
+def plan(
+    targets: Sequence[Target],
+    per_types: Sequence[str],
+    seeds: Sequence[int],
+    preset: str,
+    mode: str,
+    results_dir: Path,
+    **overrides: Any,
+) -> list[Group]:
+    """Every (target, per_type) group, with its run directory and log path (absolute, for Ray workers)."""
+    root = Path(results_dir).resolve()
+    groups = []
+    for target in targets:
+        for per_type in per_types:
+            cfg = group_config(target, per_type, preset, mode, seeds, **overrides)
+            name = f"{cfg.per_type}-{mode}-{preset}-s{seeds[0]}x{len(seeds)}"
+            groups.append(
+                Group(
+                    target,
+                    cfg.per_type,
+                    cfg,
+                    root / _safe(target.source) / name,
+                    root / "logs" / _safe(target.source) / f"{name}.log",
+                )
+            )
+    return groups
+
+
+# ---------------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    group: Group
+    status: str
+    """'finished' (trained now), 'skipped' (finished earlier), 'failed' or 'busy' (another process holds it)."""
+    message: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        g = self.group
+        return {
+            "per_type": g.per_type,
+            "dataset": g.target.source,
+            "data": g.target.data,
+            "run": str(g.out),
+            "log": str(g.log),
+            "status": self.status,
+            "message": self.message,
+            "seconds": self.seconds,
+        }
+
+
+TrainFn = Callable[..., dict[str, Any]]
+
+
+def trainer(mode: str) -> TrainFn:
+    """train_offline for offline sweeps, train_online for online and finetune ones."""
+    if mode == "offline":
+        from fdivrl.offline import train_offline
+
+        return train_offline
+    from fdivrl.online import train_online
+
+    return train_online
+
+
+def is_done(group: Group) -> bool:
+    """Finished, with the config this sweep would use (so a changed option is never silently skipped)."""
+    if not runs.is_finished(group.out):
+        return False
+    try:
+        stored = json.loads((group.out / runs.CONFIG_FILE).read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    wanted = json.loads(json.dumps(group.config.to_dict()))
+    # the stored record adds facts about the data (data, env_id) beside the config: compare the config
+    return not runs.config_diff({k: v for k, v in stored.items() if k in wanted}, wanted)
+
+
+def run_group(group: Group, reporter: Any = None) -> GroupResult:
+    """Train one group (resuming what is there) and record the outcome in its log; never raises an Exception."""
+    if is_done(group):
+        return GroupResult(group, "skipped", "finished earlier with the same config")
+    group.log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with group.log.open("a") as log:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S")
+        log.write(f"{when} pid {os.getpid()}: {group.per_type} on {group.target.source} -> {group.out}\n")
+        log.flush()
+        try:
+            trainer(group.config.mode)(group.config, group.out, resume=True, reporter=reporter)
+        except runs.RunLocked as exc:
+            log.write(f"busy: {exc}\n")
+            return GroupResult(group, "busy", _one_line(exc), time.perf_counter() - t0)
+        except Exception as exc:
+            log.write(traceback.format_exc())
+            return GroupResult(group, "failed", _one_line(exc), time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        log.write(f"finished in {seconds:.1f} s\n")
+    return GroupResult(group, "finished", "", seconds)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def run_local(
+    groups: Sequence[Group], on_result: Callable[[GroupResult], None], reporter: Callable[[Group], Any] | None = None
+) -> list[GroupResult]:
+    """One group after another in this process (each group's seeds already run in parallel, vmapped)."""
+    out = []
+    for group in groups:
+        result = run_group(group, reporter(group) if reporter else None)
+        on_result(result)
+        out.append(result)
+    return out
+
+
+def run_ray(
+    groups: Sequence[Group],
+    on_result: Callable[[GroupResult], None],
+    address: str | None = None,
+    cpus_per_task: float = 1.0,
+) -> list[GroupResult]:
+    """Each group a Ray task (with a GPU when the cluster has one), on `address` or a local instance started here."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError("--backend ray needs ray: pip install 'fdivrl[ray]'") from exc
+    out = []
+    todo = []
+    for group in groups:  # finished groups never cost a worker
+        if is_done(group):
+            out.append(GroupResult(group, "skipped", "finished earlier with the same config"))
+            on_result(out[-1])
+        else:
+            todo.append(group)
+    if not todo:
+        return out
+    started = not ray.is_initialized()
+    if started:
+        options: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
+        if address:
+            try:
+                ray.init(address=address, **options)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ConfigError(f"cannot join the Ray cluster at {address}: {_one_line(exc)}") from exc
+        else:
+            cpus = max(1, min(os.cpu_count() or 1, round(cpus_per_task * len(todo))))
+            ray.init(num_cpus=cpus, include_dashboard=False, **options)
+    try:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        task = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus, max_retries=0)(run_group)
+        pending = {task.remote(g): g for g in todo}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                group = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # the worker died (out of memory, node lost)
+                    result = GroupResult(group, "failed", _one_line(exc))
+                on_result(result)
+                out.append(result)
+        return out
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def check_targets(targets: Sequence[Target], missing: Sequence[str]) -> None:
+    if not targets:
+        raise DatasetError("no dataset of the sweep is present locally: " + "; ".join(missing))
+
+
+# ---------------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (task, per_type): scores over seeds, or why there are none."""
+
+    estimates: dict[str, stats.Estimate]
+    seeds: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ScoreTable:
+    suite: str
+    mode: str
+    metrics: tuple[str, ...]
+    per_types: tuple[str, ...]
+    rows: tuple[tuple[Target, dict[str, Cell]], ...]
+    references: tuple[dict[str, Any], ...]
+
+    def reference(self, column: dict[str, Any], task: str) -> str:
+        value = column["scores"].get(task)
+        if value is None:
+            return "–"
+        ci = column.get("ci95", {}).get(task)
+        return f"{value:g}" + (f" ± {ci:g}" if ci is not None else "")
+
+    def headers(self) -> list[str]:
+        cols = ["task", "data (trained on)"]
+        cols += [f"{p} {METRIC_LABELS[m][0]}" for p in self.per_types for m in self.metrics]
+        return cols + [f"{c['name']}*" for c in self.references]
+
+    def legend(self) -> list[str]:
+        """What the columns mean, and where every published number comes from."""
+        lines = [f"{METRIC_LABELS[m][0]}: {METRIC_LABELS[m][1]}" for m in self.metrics]
+        lines.append("cells: each seed's final evaluation, mean ± half-width of the Student-t 95% CI over seeds (n)")
+        lines += [f"{c['name']}* (published): {c['source']}" for c in self.references]
+        if self.references:
+            lines.append("published numbers are on the original D4RL data; stand-in and local rows are not comparable")
+        return lines
+
+    def text_rows(self) -> list[list[str]]:
+        out = []
+        for target, cells in self.rows:
+            row = [target.task, f"{target.data}: {target.source}"]
+            for p in self.per_types:
+                cell = cells[p]
+                row += [format_cell(cell, m) for m in self.metrics]
+            out.append(row + [self.reference(c, target.task) for c in self.references])
+        return out
+
+    def csv_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """Long format, numbers only: one row per (task, per_type or published column, metric)."""
+        headers = ["task", "data", "dataset", "per_type", "metric", "mean", "ci95_low", "ci95_high", "seeds", "note"]
+        rows: list[list[Any]] = []
+        for target, cells in self.rows:
+            head = [target.task, target.data, target.source]
+            for p, c in cells.items():
+                for m in self.metrics:
+                    e = c.estimates.get(m)
+                    rows.append([*head, p, m, *((e.value, e.low, e.high) if e else ("", "", "")), c.seeds, c.note])
+            for col in self.references:
+                if target.task in col["scores"]:
+                    ci = col.get("ci95", {}).get(target.task)
+                    value = col["scores"][target.task]
+                    low, high = (value - ci, value + ci) if ci is not None else ("", "")
+                    rows.append([*head, f"{col['name']} (published)", self.metrics[0], value, low, high, "", ""])
+        return headers, rows
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "mode": self.mode,
+            "metrics": list(self.metrics),
+            "ci": "Student-t 95% interval of the mean over seeds",
+            "rows": [
+                {
+                    "task": t.task,
+                    "dataset": t.source,
+                    "data": t.data,
+                    "per_types": {
+                        p: {
+                            "seeds": c.seeds,
+                            "note": c.note,
+                            **{m: e.to_dict() for m, e in c.estimates.items()},
+                        }
+                        for p, c in cells.items()
+                    },
+                    "published": {c["name"]: c["scores"].get(t.task) for c in self.references},
+                }
+                for t, cells in self.rows
+            ],
+            "published_sources": {c["name"]: c["source"] for c in self.references},
+        }
+
+
+def format_cell(cell: Cell, metric: str) -> str:
+    e = cell.estimates.get(metric)
+    if e is None:
+        return f"– ({cell.note})" if cell.note else "–"
+    ci = "" if e.low != e.low else f" ± {(e.high - e.low) / 2:.1f}"  # NaN (one seed): no interval
+    return f"{e.value:.1f}{ci} (n={cell.seeds})"
+
+
+def score_table(suite: Suite, mode: str, groups: Sequence[Group], outcomes: Sequence[GroupResult]) -> ScoreTable:
+    """Rows targets, columns per_types, read back from the run directories of `groups`."""
+    status = {r.group.out: r for r in outcomes}
+    metrics = ("d4rl_score", "normalized_score_x100") if suite.metric == "d4rl_score" else (suite.metric,)
+    per_types = tuple(dict.fromkeys(g.per_type for g in groups))
+    rows: dict[str, tuple[Target, dict[str, Cell]]] = {}
+    for g in groups:
+        _, cells = rows.setdefault(g.target.source, (g.target, {}))
+        cells[g.per_type] = _cell(g, metrics, status.get(g.out))
+    return ScoreTable(
+        suite.name, mode, metrics, per_types, tuple(rows.values()), tuple(reference_columns(suite.name, mode))
+    )
+
+
+def _cell(group: Group, metrics: Sequence[str], outcome: GroupResult | None) -> Cell:
+    try:
+        run = results.load_run(group.out)
+    except (results.UnfinishedRun, results.CorruptRun) as exc:
+        note = outcome.status if outcome and outcome.status in ("failed", "busy") else str(exc)
+        return Cell({}, 0, note)
+    estimates = {}
+    for m in metrics:
+        values = list(run.scores(m).values())
+        if values:
+            estimates[m] = stats.t_interval(values)
+    return Cell(estimates, len(run.final), "" if estimates else "no final evaluation")
+
+
+def write_table(table: ScoreTable, results_dir: Path) -> list[str]:
+    """Markdown, CSV and JSON beside the runs (atomic: concurrent benches leave whole files)."""
+    stem = Path(results_dir) / f"bench-{table.suite}-{table.mode}"
+    headers, rows = table.headers(), table.text_rows()
+    md = f"# {table.suite} ({table.mode})\n\n" + results.markdown_table(headers, rows)
+    md += "\n" + "".join(f"- {line}\n" for line in table.legend())
+    written = [
+        results.write_text(stem.with_suffix(".md"), md),
+        results.write_text(stem.with_suffix(".csv"), results.csv_text(*table.csv_rows())),
+        results.write_text(stem.with_suffix(".json"), json.dumps(table.to_json(), indent=2) + "\n"),
+    ]
+    return [str(p) for p in written]

@@ -1,0 +1,266 @@
+"""`fdivrl compare`: rliable-style statistics and plots of per_types from the runs under a results directory.
+
+Scores are the final evaluation of each seed. A task is a (dataset or env, mode) pair; the
+aggregate over tasks uses only the tasks every compared per_type has runs on (stratified
+bootstrap needs the same tasks on both sides), and says which tasks it left out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from itertools import permutations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fdivrl import plots, results, runs, stats
+from fdivrl.errors import ConfigError
+
+STATISTICS = ("mean", "median", "iqm", "optimality_gap")
+SCORE_METRICS = ("d4rl_score", "normalized_score_x100", "mean_return", "success_rate")
+# the optimality gap's threshold: the top of the score's scale (none for returns)
+GAMMA = {"d4rl_score": 100.0, "normalized_score_x100": 100.0, "success_rate": 1.0}
+AGGREGATE = "all tasks"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    per_types: tuple[str, ...]
+    metric: str
+    scores: dict[str, dict[str, np.ndarray]]
+    """task -> per_type -> final scores, one per seed."""
+    per_task: dict[str, dict[str, dict[str, stats.Estimate]]]
+    """task (and AGGREGATE) -> per_type -> statistic -> estimate."""
+    improvement: dict[str, dict[str, stats.Estimate]]
+    """'X > Y' -> task (and AGGREGATE) -> P(X > Y)."""
+    aggregate_tasks: tuple[str, ...]
+    notes: tuple[str, ...]
+    used: tuple[results.Run, ...]
+    skipped: tuple[results.Skipped, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "per_types": list(self.per_types),
+            "metric": self.metric,
+            "ci": "95% percentile interval, stratified bootstrap over runs within tasks (rliable)",
+            "statistics": {
+                t: {p: {s: e.to_dict() for s, e in by_stat.items()} for p, by_stat in by_type.items()}
+                for t, by_type in self.per_task.items()
+            },
+            "probability_of_improvement": {
+                pair: {t: e.to_dict() for t, e in by_task.items()} for pair, by_task in self.improvement.items()
+            },
+            "aggregate_tasks": list(self.aggregate_tasks),
+            "scores": {t: {p: v.tolist() for p, v in by_type.items()} for t, by_type in self.scores.items()},
+            "notes": list(self.notes),
+            "used": [
+                {"path": str(r.path), "per_type": r.per_type, "task": task_label(r), "seeds": list(r.final)}
+                for r in self.used
+            ],
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
+        }
+
+
+def task_label(run: results.Run) -> str:
+    return run.task if run.mode == "offline" else f"{run.task} ({run.mode})"
+
+
+def select(
+    scan: results.Scan, per_types: tuple[str, ...], metric: str
+) -> tuple[list[results.Run], list[results.Skipped]]:
+    """The runs to compare; every other run directory is skipped with its reason."""
+    used: list[results.Run] = []
+    skipped = list(scan.skipped)
+    taken: dict[tuple[str, str, int], Path] = {}
+    for run in scan.runs:
+        if run.per_type not in per_types:
+            skipped.append(results.Skipped(run.path, f"per_type {run.per_type} is not compared"))
+            continue
+        scores = run.scores(metric)
+        if not scores:
+            skipped.append(results.Skipped(run.path, f"no final {metric} in summary.json"))
+            continue
+        try:
+            for log in (runs.EVAL_FILE, runs.METRICS_FILE):
+                results.read_log(run.path / log)
+        except results.CorruptRun as exc:
+            skipped.append(results.Skipped(run.path, f"corrupt: {exc}"))
+            continue
+        keys = [(task_label(run), run.per_type, s) for s in scores]
+        clash = next((taken[k] for k in keys if k in taken), None)
+        if clash is not None:
+            skipped.append(
+                results.Skipped(run.path, f"duplicate seeds of {run.per_type} on {task_label(run)} ({clash})")
+            )
+            continue
+        taken.update(dict.fromkeys(keys, run.path))
+        used.append(run)
+    return used, skipped
+
+
+def compare(
+    results_dir: Path, per_types: tuple[str, ...], metric: str = "d4rl_score", reps: int = 10_000, seed: int = 0
+) -> Comparison:
+    """Statistics of every compared per_type per task and over tasks, from the runs on disk."""
+    if metric not in SCORE_METRICS:
+        raise ConfigError(f"--metric {metric!r} is not valid; choose one of: {', '.join(SCORE_METRICS)}")
+    if not Path(results_dir).is_dir():
+        raise ConfigError(f"--results {results_dir} is not a directory")
+    used, skipped = select(results.scan(results_dir), per_types, metric)
+    scores: dict[str, dict[str, list[float]]] = {}
+    for run in used:
+        scores.setdefault(task_label(run), {}).setdefault(run.per_type, []).extend(run.scores(metric).values())
+    absent = [p for p in per_types if not any(p in by for by in scores.values())]
+    if absent:
+        found = f" (skipped {len(skipped)} run director{'y' if len(skipped) == 1 else 'ies'})" if skipped else ""
+        raise ConfigError(f"no finished runs of {', '.join(absent)} under {results_dir}{found}")
+    arrays = {t: {p: np.asarray(by[p]) for p in per_types if p in by} for t, by in sorted(scores.items())}
+    gamma = GAMMA.get(metric)
+    per_task: dict[str, dict[str, dict[str, stats.Estimate]]] = {
+        t: {p: stats.aggregate_estimates([v], gamma, reps, seed=seed) for p, v in by.items()}
+        for t, by in arrays.items()
+    }
+    common = tuple(t for t, by in arrays.items() if set(per_types) <= set(by))
+    notes = [
+        f"{t}: left out of the aggregate (no runs of {', '.join(sorted(set(per_types) - set(by)))})"
+        for t, by in arrays.items()
+        if t not in common
+    ]
+    if common:
+        per_task[AGGREGATE] = {
+            p: stats.aggregate_estimates([arrays[t][p] for t in common], gamma, reps, seed=seed) for p in per_types
+        }
+    improvement: dict[str, dict[str, stats.Estimate]] = {}
+    for x, y in permutations(per_types, 2):
+        by_task = {
+            t: stats.improvement_estimate([by[x]], [by[y]], reps, seed=seed)
+            for t, by in arrays.items()
+            if x in by and y in by
+        }
+        if common:
+            by_task[AGGREGATE] = stats.improvement_estimate(
+                [arrays[t][x] for t in common], [arrays[t][y] for t in common], reps, seed=seed
+            )
+        if by_task:
+            improvement[f"{x} > {y}"] = by_task
+    return Comparison(
+        per_types, metric, arrays, per_task, improvement, common, tuple(notes), tuple(used), tuple(skipped)
+    )
+
+
+# ---------------------------------------------------------------------------------- tables
+
+
+def fmt(e: stats.Estimate) -> str:
+    return f"{e.value:.3g} [{e.low:.3g}, {e.high:.3g}]"
+
+
+def statistics_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    gap = "optimality_gap" in next(iter(next(iter(c.per_task.values())).values()))
+    headers = ["task", "per_type", "runs", "mean", "median", "IQM"] + (["optimality gap"] if gap else [])
+    rows = []
+    for task, by_type in c.per_task.items():
+        for p, est in by_type.items():
+            n = sum(c.scores[t][p].size for t in c.aggregate_tasks) if task == AGGREGATE else c.scores[task][p].size
+            rows.append([task, p, str(n), *(fmt(est[s]) for s in STATISTICS if s in est)])
+    return headers, rows
+
+
+def improvement_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    tasks = list(dict.fromkeys(t for by in c.improvement.values() for t in by))
+    return ["P(X > Y)", *tasks], [
+        [pair, *(fmt(by[t]) if t in by else "–" for t in tasks)] for pair, by in c.improvement.items()
+    ]
+
+
+def runs_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    rows = [["used", str(r.path), f"{r.per_type} on {task_label(r)}, seeds {list(r.final)}"] for r in c.used]
+    rows += [["skipped", str(s.path), s.reason] for s in c.skipped]
+    return ["", "run directory", "what / why"], rows
+
+
+def write_files(c: Comparison, out: Path, reps: int = 2_000) -> list[Path]:
+    """stats.{md,csv,json}, learning curves and priority-weight plots (PNG and SVG) into `out`."""
+    out = Path(out)
+    sections = [
+        ("Statistics", statistics_rows(c)),
+        ("Probability of improvement", improvement_rows(c)),
+        ("Runs", runs_rows(c)),
+    ]
+    md = f"# {' vs '.join(c.per_types)}: final {c.metric}\n\n95% CIs: stratified bootstrap, percentile method.\n"
+    for title, (headers, rows) in sections:
+        md += f"\n## {title}\n\n" + results.markdown_table(headers, rows)
+    if c.notes:
+        md += "\n" + "".join(f"- {n}\n" for n in c.notes)
+    long_rows = [
+        [t, p, s, e.value, e.low, e.high]
+        for t, by in c.per_task.items()
+        for p, est in by.items()
+        for s, e in est.items()
+    ]
+    long_rows += [
+        [t, pair, "probability_of_improvement", e.value, e.low, e.high]
+        for pair, by in c.improvement.items()
+        for t, e in by.items()
+    ]
+    files = [
+        results.write_text(out / "stats.md", md),
+        results.write_text(
+            out / "stats.csv", results.csv_text(["task", "per_type", "statistic", "value", "low", "high"], long_rows)
+        ),
+        results.write_text(out / "stats.json", json.dumps(c.to_json(), indent=2) + "\n"),
+    ]
+    files += plots.plot_learning_curves(out / "learning_curves", learning_curves(c, reps), c.metric)
+    files += plots.plot_priority_weights(out / "priority_weights", priority_curves(c))
+    return files
+
+
+# ---------------------------------------------------------------------------------- curves
+
+
+def _aligned(per_seed: list[dict[int, float]]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values (n_seeds, n_steps)) over the steps every seed logged."""
+    steps = sorted(set.intersection(*(set(c) for c in per_seed))) if per_seed else []
+    if not steps:
+        return None
+    return np.asarray(steps), np.asarray([[c[s] for s in steps] for c in per_seed])
+
+
+def learning_curves(c: Comparison, reps: int) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """task -> per_type -> (steps, [mean, CI low, CI high]) from eval.jsonl."""
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for task, by_type in _seed_curves(c, runs.EVAL_FILE, (c.metric,)).items():
+        for p, keys in by_type.items():
+            aligned = _aligned(keys[c.metric])
+            if aligned is not None:
+                out.setdefault(task, {})[p] = (aligned[0], stats.bootstrap_mean_band(aligned[1], reps))
+    return out
+
+
+def priority_curves(c: Comparison) -> dict[str, dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]]:
+    """task -> per_type -> priority statistic -> (steps, seed-mean; min and max over seeds for the extremes)."""
+    reduce = {"priority_weight_min": np.min, "priority_weight_max": np.max}
+    out: dict[str, dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]] = {}
+    for task, by_type in _seed_curves(c, runs.METRICS_FILE, results.PRIORITY_KEYS).items():
+        for p, keys in by_type.items():
+            for key, per_seed in keys.items():
+                aligned = _aligned(per_seed)
+                if aligned is not None:
+                    values = reduce.get(key, np.mean)(aligned[1], axis=0)
+                    out.setdefault(task, {}).setdefault(p, {})[key] = (aligned[0], values)
+    return out
+
+
+def _seed_curves(
+    c: Comparison, log: str, keys: tuple[str, ...]
+) -> dict[str, dict[str, dict[str, list[dict[int, float]]]]]:
+    """task -> per_type -> key -> one {step: value} per seed of the used runs."""
+    out: dict[str, dict[str, dict[str, list[dict[int, float]]]]] = {}
+    for run in c.used:
+        records = results.read_log(run.path / log)
+        for key in keys:
+            per_seed = list(results.curves(records, key).values())
+            out.setdefault(task_label(run), {}).setdefault(run.per_type, {}).setdefault(key, []).extend(per_seed)
+    return out

@@ -1,0 +1,177 @@
+"""Reading finished runs back from disk, wherever they are under a results directory.
+
+A run directory is any directory holding ``config.json`` (written by ``fdivrl train`` or ``fdivrl
+bench``). Every directory found is either used or skipped with a reason, so a table never silently
+drops a run and a broken directory never crashes a table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fdivrl import runs
+from fdivrl.errors import FdivrlError
+
+SCORE_KEYS = ("d4rl_score", "normalized_score_x100", "mean_return", "success_rate")
+PRIORITY_KEYS = ("priority_weight_mean", "priority_weight_min", "priority_weight_max", "priority_ess_frac")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished run (one or several vmapped seeds)."""
+
+    path: Path
+    per_type: str
+    mode: str
+    task: str
+    """The dataset id (offline, finetune) or env id (online) it trained on."""
+    preset: str
+    steps: int
+    seeds: tuple[int, ...]
+    is_standin: bool | None
+    """True for a local stand-in dataset, False for minari's D4RL data, None when no dataset."""
+    final: dict[int, dict[str, float]]
+    """Seed -> final evaluation scores (the keys of SCORE_KEYS it has)."""
+
+    def scores(self, metric: str) -> dict[int, float]:
+        return {s: e[metric] for s, e in self.final.items() if metric in e}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Scan:
+    runs: tuple[Run, ...]
+    skipped: tuple[Skipped, ...]
+
+
+class CorruptRun(FdivrlError):
+    """A run directory whose files cannot be read as a run."""
+
+
+class UnfinishedRun(FdivrlError):
+    """A run directory without a finished summary (still running, interrupted or failed)."""
+
+
+def find_run_dirs(root: Path) -> Iterator[Path]:
+    """Directories under `root` (itself included) that hold a config.json; run dirs are not descended into."""
+    root = Path(root)
+    if (root / runs.CONFIG_FILE).is_file():
+        yield root
+        return
+    if not root.is_dir():
+        return
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and not child.name.startswith("."):
+            yield from find_run_dirs(child)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CorruptRun(f"{path.name} is unreadable ({' '.join(str(exc).split())})") from exc
+    if not isinstance(obj, dict):
+        raise CorruptRun(f"{path.name} is not a JSON object")
+    return obj
+
+
+def load_run(path: Path) -> Run:
+    """The finished run in `path`; raises UnfinishedRun or CorruptRun (with the reason) otherwise."""
+    path = Path(path)
+    config = _read_json(path / runs.CONFIG_FILE).get("config")
+    if not isinstance(config, dict) or not config.get("per_type"):
+        raise CorruptRun("config.json names no per_type")
+    if not (path / runs.SUMMARY_FILE).exists():
+        raise UnfinishedRun("unfinished (no summary.json)")
+    summary = _read_json(path / runs.SUMMARY_FILE)
+    if summary.get("status") != "finished":
+        raise UnfinishedRun(f"unfinished (status {summary.get('status')!r})")
+    try:
+        per_seed = (summary.get("final_eval") or {}).get("per_seed") or []
+        final = {int(e["seed"]): {k: float(e[k]) for k in SCORE_KEYS if k in e} for e in per_seed}
+        data = summary.get("data") or config.get("data") or {}
+        mode = str(config.get("mode", summary.get("mode", "offline")))
+        task = config.get("env") if mode == "online" and config.get("env") else config.get("dataset")
+        return Run(
+            path=path,
+            per_type=str(config["per_type"]),
+            mode=mode,
+            task=str(task),
+            preset=str(config.get("preset", "?")),
+            steps=int(summary["steps"]),
+            seeds=tuple(int(s) for s in summary["seeds"]),
+            is_standin=data.get("is_local_standin"),
+            final=final,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptRun(f"summary.json is malformed ({type(exc).__name__}: {exc})") from exc
+
+
+def scan(root: Path) -> Scan:
+    """Every run directory under `root`, split into finished runs and skipped ones with reasons."""
+    used: list[Run] = []
+    skipped: list[Skipped] = []
+    for path in find_run_dirs(root):
+        try:
+            used.append(load_run(path))
+        except UnfinishedRun as exc:
+            skipped.append(Skipped(path, str(exc)))
+        except CorruptRun as exc:
+            skipped.append(Skipped(path, f"corrupt: {exc}"))
+    return Scan(tuple(used), tuple(skipped))
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """A run's JSONL log; a torn last line (a crash mid-write) is dropped without a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", runs.RunWarning)
+        try:
+            return runs.read_jsonl(path)
+        except FdivrlError as exc:
+            raise CorruptRun(str(exc)) from exc
+
+
+def curves(records: list[dict[str, Any]], key: str) -> dict[int, dict[int, float]]:
+    """Seed -> {step: value} for one key of eval.jsonl or metrics.jsonl records."""
+    out: dict[int, dict[int, float]] = {}
+    for r in records:
+        if key in r and "seed" in r and isinstance(r[key], (int, float)):
+            out.setdefault(int(r["seed"]), {})[int(r["step"])] = float(r[key])
+    return out
+
+
+# ---------------------------------------------------------------------------------- table files
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(headers), "|" + "---|" * len(headers), *(line(r) for r in rows)]) + "\n"
+
+
+def csv_text(headers: list[str], rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Atomic, so two processes writing the same table leave one whole table, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_bytes(path, text.encode())
+    return path

@@ -1,0 +1,84 @@
+"""`fdivrl data walker`: the goal-reaching ant, trained by the ordinary online pipeline and exported.
+
+The walker is one `train --mode online` run on fdivrl/GoalReachAnt-v0 (plain SAC: per_type uniform,
+no gradient penalty) whose final actor is written to the package's walker file, so the shipped
+weights are reproducible by this one command. :func:`measure` checks it against `QUALITY_BAR`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from fdivrl import antmaze_gen, runs, walker
+from fdivrl import config as C
+from fdivrl.errors import FdivrlError
+from fdivrl.networks import Actor
+from fdivrl.planner import WaypointPolicy
+
+WALKER_STEPS = 1_000_000
+WALKER_HIDDEN = (256, 256)
+QUALITY_BAR = {"umaze": 0.8, "medium-play": 0.6}
+"""The walker is good enough when the noise-free waypoint controller steering it reaches the eval goal
+in at least this fraction of the eval episodes of each task (:func:`measure`)."""
+
+
+def walker_config(steps: int = WALKER_STEPS, seed: int = 0) -> C.TrainConfig:
+    """The walker's training run: ROER's online SAC defaults on the goal-reaching env."""
+    return C.with_overrides(
+        C.preset_config("paper", None, "uniform", mode="online", env=walker.ENV_ID),
+        top={"steps": steps, "seeds": (seed,), "eval_every": 25_000, "eval_episodes": 5, "final_eval_episodes": 10},
+        learner={"hidden": WALKER_HIDDEN, "grad_penalty": 0.0},
+        online={"checkpoint_every": 25_000, "buffer_size": min(steps, 1_000_000)},
+    )
+
+
+def actor_params(run_dir: Path, hidden: tuple[int, ...] = WALKER_HIDDEN) -> tuple[Any, int]:
+    """The first seed's actor parameters in a run's newest checkpoint, and its step."""
+    ckpt = runs.latest_checkpoint(Path(run_dir) / "checkpoints")
+    if ckpt is None:
+        raise FdivrlError(f"{run_dir} holds no readable checkpoint to export a walker from")
+    template = Actor(hidden, walker.ACT_DIM).init(jax.random.PRNGKey(0), np.zeros((1, walker.OBS_DIM), np.float32))
+    stored = {e["path"]: a for e, a in zip(ckpt.leaves, ckpt.arrays, strict=True)}
+    prefix = "['state'].actor.params"
+
+    def leaf(path: Any, ref: Any) -> np.ndarray:
+        name = prefix + jax.tree_util.keystr(path)
+        if name not in stored:
+            raise FdivrlError(f"checkpoint {ckpt.path.name} has no {name}: not a walker run of hidden {hidden}")
+        arr = stored[name][0]  # seed axis
+        if arr.shape != ref.shape:
+            raise FdivrlError(f"checkpoint {ckpt.path.name}: {name} has shape {arr.shape}, expected {ref.shape}")
+        return arr
+
+    return jax.tree_util.tree_map_with_path(leaf, template), ckpt.step
+
+
+def export(run_dir: Path, path: Path, record: dict[str, Any]) -> Path:
+    params, step = actor_params(run_dir)
+    return walker.save_walker(path, params["params"], WALKER_HIDDEN, False, {**record, "checkpoint_step": step})
+
+
+def measure(
+    policy: WaypointPolicy,
+    episodes: int = 50,
+    seed: int = 0,
+    tasks: Sequence[str] = ("umaze", "medium-play"),
+    n_envs: int = antmaze_gen.DEFAULT_N_ENVS,
+    progress: antmaze_gen.Progress | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The walker's quality: :func:`fdivrl.antmaze_gen.controller_success` per task, with its bar.
+
+    Each task's dict gains ``bar`` (its `QUALITY_BAR` entry, None for a task without one) and
+    ``meets_bar`` (success_rate ≥ bar; None without a bar).
+    """
+    results = {}
+    for task in tasks:
+        result = antmaze_gen.controller_success(task, policy, episodes, seed, n_envs, progress)
+        bar = QUALITY_BAR.get(task)
+        results[task] = {**result, "bar": bar, "meets_bar": None if bar is None else result["success_rate"] >= bar}
+    return results

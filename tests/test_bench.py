@@ -1,0 +1,223 @@
+"""`fdivrl bench`: suites as data, dataset resolution, a tiny sweep end to end (local and Ray backends)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fdivrl import bench as B
+from fdivrl import config as C
+from fdivrl import runs
+from fdivrl.cli import main
+
+TINY = ["--steps", "20", "--chunk", "10", "--eval-every", "10", "--eval-episodes", "1", "--quiet"]
+
+
+def cli(argv: list[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process; usable from module-scoped fixtures, unlike capsys."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, out.getvalue(), err.getvalue()
+
+
+def sweep(dataset: str, results: Path, per_types: str, *extra: str) -> tuple[int, dict, str]:
+    argv = ["bench", "antmaze", "--per-types", per_types, "--seeds", "2", "--datasets", dataset]
+    code, out, err = cli([*argv, "--results", str(results), *TINY, *extra, "--json"])
+    return code, json.loads(out) if out.strip() else {}, err
+
+
+@pytest.fixture(scope="module")
+def swept(tiny_dataset_id, tmp_path_factory) -> tuple[Path, dict]:
+    """KL and JS × seeds 0, 1 on the tiny dataset, local backend; the report of that first run."""
+    results = tmp_path_factory.mktemp("bench")
+    code, report, err = sweep(tiny_dataset_id, results, "KL,JS")
+    assert code == 0, err
+    return results, report
+
+
+# ---------------------------------------------------------------------------------- suites as data
+
+
+def test_suites_hold_the_presets_hyperparameters():
+    """The suites spell out what config.preset_config uses, per mode, so the two cannot drift apart."""
+    antmaze, mujoco = B.load_suite("antmaze"), B.load_suite("mujoco")
+    assert [t.task for t in antmaze.tasks] == list(C.ANTMAZE_TASKS)
+    assert antmaze.modes == ("offline", "finetune") and antmaze.metric == "d4rl_score"
+    assert [t.env for t in mujoco.tasks] == ["Ant-v5", "HalfCheetah-v5", "Hopper-v5", "Humanoid-v5", "Walker2d-v5"]
+    assert mujoco.modes == ("online",) and mujoco.metric == "mean_return"
+    for suite in (antmaze, mujoco):
+        for t in suite.tasks:
+            assert set(t.hyperparameters) == set(suite.modes), t.task
+            for mode, hp in t.hyperparameters.items():
+                online = mode == "online"
+                preset = C.preset_config("paper", None if online else t.dataset, "KL", mode=mode, env=t.env)
+                assert {k: getattr(preset.divergence, k) for k in hp} == hp, (t.task, mode)
+    for t in antmaze.tasks:
+        assert t.dataset == f"D4RL/antmaze/{t.task}-v1" and t.standin == f"fdivrl/antmaze/{t.task}-v1"
+    hopper = mujoco.tasks[2].hyperparameters["online"]
+    assert (hopper["beta"], hopper["min_clip"], hopper["max_clip"]) == (0.4, 10.0, 100.0)  # ROER Table 5
+    targets, missing = B.resolve_targets(mujoco, "online")
+    assert not missing and targets[2] == B.Target("Hopper", "Hopper-v5", "env", hopper)
+
+
+def test_reference_scores_cite_a_source_per_column():
+    raw = json.loads((B.BENCHMARKS_DIR / "reference_scores.json").read_text())
+    tasks = {"antmaze": set(C.ANTMAZE_TASKS), "mujoco": {t.task for t in B.load_suite("mujoco").tasks}}
+    for suite, table in raw.items():
+        assert table["unit"]
+        for column in table["columns"]:
+            assert column["source"] and column["modes"], column["name"]
+            assert set(column["scores"]) <= tasks[suite], column["name"]
+    names = [c["name"] for c in B.reference_columns("antmaze", "offline")]
+    assert names == ["IQL", "XQL", "ReBRAC", "ROER"]
+    xql = next(c for c in raw["antmaze"]["columns"] if c["name"] == "XQL")
+    assert xql["scores"]["umaze"] == 93.8 and xql["scores"]["large-diverse"] == 49.0
+
+
+def test_suite_hyperparameters_keep_each_per_types_own_floor():
+    target = B.Target("umaze", "D4RL/antmaze/umaze-v1", "D4RL", {"beta": 3.0, "min_clip": 10.0, "max_clip": 40.0})
+    kl = B.group_config(target, "KL", "quick", "offline", (0, 1), steps=30)
+    js = B.group_config(target, "js", "quick", "offline", (0, 1), steps=30)
+    assert (kl.divergence.beta, kl.replay.max_clip, kl.seeds, kl.steps) == (3.0, 40.0, (0, 1), 30)  # edited suite wins
+    assert kl.divergence.min_clip == kl.replay.min_clip == 10.0
+    assert js.per_type == "JS" and js.divergence.min_clip == 0.5  # ROER's floor would pin JS weights at 10
+    hopper = B.Target("Hopper", "Hopper-v5", "env", {"beta": 0.4, "min_clip": 10.0, "max_clip": 100.0})
+    online = B.group_config(hopper, "KL", "quick", "online", (0,))
+    assert (online.mode, online.env, online.dataset) == ("online", "Hopper-v5", None)
+    assert (online.divergence.beta, online.replay.max_clip) == (0.4, 100.0)
+
+
+# ---------------------------------------------------------------------------------- datasets
+
+
+def test_real_data_first_then_standins_and_missing_ones_named(monkeypatch):
+    present = ["D4RL/antmaze/medium-play-v1", "fdivrl/antmaze/umaze-v1", "fdivrl/antmaze/medium-play-v1"]
+    monkeypatch.setattr(B.minari_data, "local_datasets", lambda: present)
+    targets, missing = B.resolve_targets(B.load_suite("antmaze"), "offline")
+    assert [(t.task, t.source, t.data) for t in targets] == [
+        ("umaze", "fdivrl/antmaze/umaze-v1", "stand-in"),
+        ("medium-play", "D4RL/antmaze/medium-play-v1", "D4RL"),
+    ]
+    assert len(missing) == 4 and "`fdivrl data antmaze large-play`" in missing[2]
+    chosen, gone = B.resolve_targets(B.load_suite("antmaze"), "offline", ["fdivrl/antmaze/umaze-v1", "x/y-v0"])
+    assert [(t.task, t.data, t.hyperparameters["beta"]) for t in chosen] == [("umaze", "stand-in", 2.0)]
+    assert gone == [B._missing("x/y-v0", None)]
+
+
+def test_no_dataset_at_all_is_one_line(tiny_dataset_id, tmp_path):
+    code, _, err = cli(["bench", "antmaze", "--results", str(tmp_path)])
+    assert code == 3 and len(err.strip().splitlines()) == 1, err
+    assert "D4RL/antmaze/umaze-v1 is not present locally" in err and "fdivrl data antmaze large-diverse" in err
+    code, _, err = cli(["bench", "mujoco", "--mode", "offline"])
+    assert code == 2 and "--mode 'offline' is not valid; choose one of: online" in err
+
+
+# ---------------------------------------------------------------------------------- the sweep
+
+
+def test_sweep_trains_every_group_then_skips_them(swept, tiny_dataset_id):
+    results, first = swept
+    assert [(o["per_type"], o["status"], o["data"]) for o in first["outcomes"]] == [
+        ("KL", "finished", "local"),
+        ("JS", "finished", "local"),
+    ]
+    for o in first["outcomes"]:
+        summary = json.loads((Path(o["run"]) / runs.SUMMARY_FILE).read_text())
+        assert summary["status"] == "finished" and summary["seeds"] == [0, 1] and summary["steps"] == 20
+        assert Path(o["log"]).read_text().strip().endswith("s")  # "finished in ... s"
+
+    code, again, err = sweep(tiny_dataset_id, results, "KL,JS")
+    assert code == 0, err
+    assert [o["status"] for o in again["outcomes"]] == ["skipped", "skipped"]
+    assert again["table"] == first["table"]
+
+    row = first["table"]["rows"][0]
+    assert row["dataset"] == tiny_dataset_id and row["data"] == "local"
+    for p in ("KL", "JS"):
+        cell = row["per_types"][p]
+        assert cell["seeds"] == 2 and 0 <= cell["d4rl_score"]["value"] <= 100
+        assert "normalized_score_x100" in cell
+    assert set(row["published"]) == {"IQL", "XQL", "ReBRAC", "ROER"}  # columns present, no task match: None
+    stem = results / "bench-antmaze-offline"
+    assert sorted(map(str, again["files"])) == sorted(str(stem.with_suffix(s)) for s in (".csv", ".json", ".md"))
+    md = stem.with_suffix(".md").read_text()
+    assert "KL D4RL" in md and "JS minari" in md and "Kostrikov" in md and "local: " + tiny_dataset_id in md
+    rows = list(csv.DictReader(stem.with_suffix(".csv").open()))
+    assert {(r["per_type"], r["metric"]) for r in rows} == {
+        (p, m) for p in ("KL", "JS") for m in ("d4rl_score", "normalized_score_x100")
+    }
+
+    # the human-readable form: a rich table and where the files are
+    argv = ["bench", "antmaze", "--per-types", "KL,JS", "--seeds", "2", "--datasets", tiny_dataset_id]
+    code, out, err = cli([*argv, "--results", str(results), *TINY])
+    assert code == 0 and "skipped KL" in out and "D4RL-style score = 100 × success" in out, err
+
+
+def test_compare_on_the_sweep_writes_tables_and_plots(swept):
+    results = swept[0]
+    code, out, err = cli(["compare", "KL", "JS", "--results", str(results), "--reps", "200", "--json"])
+    assert code == 0, err
+    report = json.loads(out)
+    assert sorted(u["per_type"] for u in report["used"]) == ["JS", "KL"] and report["skipped"] == []
+    (task,) = report["scores"]
+    assert {p: len(v) for p, v in report["scores"][task].items()} == {"KL": 2, "JS": 2}
+    assert set(report["statistics"]["all tasks"]["KL"]) == {"mean", "median", "iqm", "optimality_gap"}
+    for name in ("stats.md", "stats.csv", "stats.json", "learning_curves.png", "priority_weights.png"):
+        assert (results / "compare" / "KL_vs_JS" / name).stat().st_size > 0, name
+
+
+def test_changed_settings_are_not_skipped_and_failures_do_not_stop_the_sweep(swept, tiny_dataset_id, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(swept[0], results)
+    kl_run = Path(swept[1]["outcomes"][0]["run"].replace(str(swept[0]), str(results)))
+    (kl_run / runs.CONFIG_FILE).write_text("{ not json")  # a corrupt run directory
+    code, report, _ = sweep(tiny_dataset_id, results, "KL,JS")
+    assert code == 1
+    kl, js = report["outcomes"]
+    assert kl["status"] == "failed" and "cannot read" in kl["message"]
+    assert "Traceback" in Path(kl["log"]).read_text()
+    assert js["status"] == "skipped"  # the sweep went on
+    assert report["table"]["rows"][0]["per_types"]["KL"]["note"] == "failed"
+
+    # a finished run is reused only with the very config this sweep would use
+    overrides = {"steps": 20, "chunk": 10, "eval_every": 10, "eval_episodes": 1, "final_eval_episodes": 1}
+    target = B.Target(tiny_dataset_id, tiny_dataset_id, "local")
+    same = B.plan([target], ["JS"], (0, 1), "quick", "offline", results, **overrides)[0]
+    other = B.plan([target], ["JS"], (0, 1), "quick", "offline", results, **{**overrides, "final_eval_episodes": 2})[0]
+    assert same.out == other.out and B.is_done(same) and not B.is_done(other)
+
+
+def test_a_run_held_by_another_process_is_reported_busy(swept, tiny_dataset_id, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(swept[0], results)
+    js_run = Path(swept[1]["outcomes"][1]["run"].replace(str(swept[0]), str(results)))
+    (js_run / runs.SUMMARY_FILE).unlink()  # unfinished: the sweep would resume it...
+    before = (js_run / runs.METRICS_FILE).read_bytes()
+    with runs.RunLock(js_run / ".lock").acquire():  # ...but another bench holds it
+        code, report, _ = sweep(tiny_dataset_id, results, "JS")
+    assert code == 0 and report["outcomes"][0]["status"] == "busy"
+    assert (js_run / runs.METRICS_FILE).read_bytes() == before
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # ray starts its processes with fork+exec
+def test_ray_backend_on_a_local_instance(tiny_dataset_id, tmp_path):
+    import ray  # CI installs the ray extra: a missing ray is a failure, not a skip
+
+    code, report, err = sweep(tiny_dataset_id, tmp_path, "uniform", "--backend", "ray")
+    assert code == 0, err
+    assert not ray.is_initialized()  # the instance the command started is shut down
+    (outcome,) = report["outcomes"]
+    assert outcome["status"] == "finished", outcome
+    summary = json.loads((Path(outcome["run"]) / runs.SUMMARY_FILE).read_text())
+    assert summary["per_type"] == "uniform" and summary["seeds"] == [0, 1]
+    assert report["table"]["rows"][0]["per_types"]["uniform"]["seeds"] == 2
+
+    code, again, err = sweep(tiny_dataset_id, tmp_path, "uniform", "--backend", "ray")
+    assert code == 0 and [o["status"] for o in again["outcomes"]] == ["skipped"], err  # no worker started for it

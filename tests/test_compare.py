@@ -1,0 +1,186 @@
+"""`fdivrl compare` on run directories written with the same RunDir API that `fdivrl train` uses.
+
+Scores are chosen so every statistic can be checked by hand; broken directories of every kind sit
+beside the good ones and must be reported, never crash the comparison.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from fdivrl import compare as K
+from fdivrl import runs
+from fdivrl.cli import main
+
+TASK_A, TASK_B, TASK_C = "fdivrl/antmaze/umaze-v1", "fdivrl/antmaze/medium-play-v1", "D4RL/antmaze/large-play-v1"
+
+
+def write_run(path: Path, per_type: str, task: str, finals: dict[int, float], mode: str = "offline", **summary) -> Path:
+    """A finished run: two evaluations and two priority records per seed, final scores `finals`."""
+    seeds = sorted(finals)
+    config = {"per_type": per_type, "mode": mode, "dataset": task, "preset": "quick", "seeds": seeds}
+    with runs.RunDir.create(path, config, seeds={"seeds": seeds}) as run:
+        for step in (10, 20):
+            for s in seeds:
+                w = 1.0 + step / 10 + s
+                run.log_metrics(
+                    {"step": step, "seed": s, "priority_weight_mean": w, "priority_weight_min": 0.5}
+                    | {"priority_weight_max": 4 * w, "priority_ess_frac": 0.9}
+                )
+                score = finals[s] if step == 20 else finals[s] / 2
+                run.log_eval({"step": step, "seed": s, "d4rl_score": score, "mean_return": score / 100})
+        per_seed = [{"step": 20, "seed": s, "d4rl_score": v, "mean_return": v / 100} for s, v in finals.items()]
+        record = {"status": "finished", "per_type": per_type, "mode": mode, "dataset": task, "steps": 20}
+        run.write_summary({**record, "seeds": seeds, "final_eval": {"per_seed": per_seed}, **summary})
+    return path
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    root = tmp_path / "results"
+    # task A: KL {100, 0} vs JS {0, 0}; task B: KL {20, 40} vs JS {30, 30}; task C: KL only
+    write_run(root / "a" / "KL", "KL", TASK_A, {0: 100.0, 1: 0.0})
+    write_run(root / "a" / "JS", "JS", TASK_A, {0: 0.0, 1: 0.0})
+    write_run(root / "deeper" / "made" / "by-train", "KL", TASK_B, {0: 20.0, 1: 40.0})  # anywhere under --results
+    write_run(root / "b" / "JS", "JS", TASK_B, {3: 30.0, 4: 30.0})
+    write_run(root / "c" / "KL", "KL", TASK_C, {0: 10.0})
+    return root
+
+
+def break_some(root: Path) -> dict[str, str]:
+    """Every kind of run directory compare must skip, and the reason it must give."""
+    write_run(root / "x" / "uniform", "uniform", TASK_A, {0: 5.0})
+    write_run(root / "x" / "dup", "KL", TASK_A, {1: 77.0, 2: 1.0})  # seed 1 of KL on A is taken
+    write_run(root / "x" / "noeval", "JS", TASK_A, {7: 1.0}, final_eval=None)
+    (root / "x" / "unfinished").mkdir(parents=True)
+    (root / "x" / "unfinished" / runs.CONFIG_FILE).write_text(json.dumps({"config": {"per_type": "KL"}}))
+    (root / "x" / "badconfig").mkdir()
+    (root / "x" / "badconfig" / runs.CONFIG_FILE).write_text("{ torn")
+    (root / "x" / "nopertype").mkdir()
+    (root / "x" / "nopertype" / runs.CONFIG_FILE).write_text(json.dumps({"config": {"mode": "offline"}}))
+    bad_log = write_run(root / "x" / "badlog", "JS", TASK_A, {9: 1.0})
+    (bad_log / runs.EVAL_FILE).write_text('{"step": 10}\nnot json\n{"step": 20}\n')
+    bad_summary = write_run(root / "x" / "badsummary", "JS", TASK_A, {8: 1.0})
+    (bad_summary / runs.SUMMARY_FILE).write_text(json.dumps({"status": "finished", "final_eval": {"per_seed": [{}]}}))
+    return {
+        "uniform": "per_type uniform is not compared",
+        "dup": "duplicate seeds of KL on fdivrl/antmaze/umaze-v1",
+        "noeval": "no final d4rl_score in summary.json",
+        "unfinished": "unfinished (no summary.json)",
+        "badconfig": "corrupt: config.json is unreadable",
+        "nopertype": "corrupt: config.json names no per_type",
+        "badlog": "corrupt: ",
+        "badsummary": "corrupt: summary.json is malformed",
+    }
+
+
+def test_statistics_per_task_and_aggregate(results):
+    c = K.compare(results, ("KL", "JS"), reps=500)
+    assert c.aggregate_tasks == (TASK_B, TASK_A)  # sorted; C has no JS run
+    assert c.notes == (f"{TASK_C}: left out of the aggregate (no runs of JS)",)
+    assert c.scores[TASK_A]["KL"].tolist() == [100.0, 0.0]
+    agg = c.per_task[K.AGGREGATE]
+    assert agg["KL"]["mean"].value == pytest.approx((50 + 30) / 2)
+    assert agg["JS"]["mean"].value == pytest.approx((0 + 30) / 2)
+    assert agg["KL"]["iqm"].value == pytest.approx((20 + 40) / 2)  # pooled 0 20 40 100: middle two
+    assert agg["JS"]["optimality_gap"].value == pytest.approx(100 - 60 / 4)
+    assert c.per_task[TASK_C]["KL"]["median"].value == 10.0
+    # P(KL > JS): task A (2 wins + 2 ties·½)/4 = 0.75, task B 2/4 = 0.5
+    assert c.improvement["KL > JS"][TASK_A].value == pytest.approx(0.75)
+    assert c.improvement["KL > JS"][TASK_B].value == pytest.approx(0.5)
+    assert c.improvement["KL > JS"][K.AGGREGATE].value == pytest.approx(0.625)
+    assert c.improvement["JS > KL"][K.AGGREGATE].value == pytest.approx(0.375)
+    assert TASK_C not in c.improvement["KL > JS"]
+    for by_type in c.per_task.values():
+        for est in by_type.values():
+            for e in est.values():
+                assert e.low <= e.value <= e.high
+
+
+def test_broken_run_directories_are_reported_not_fatal(results):
+    expected = break_some(results)
+    c = K.compare(results, ("KL", "JS"), reps=200)
+    reasons = {s.path.name: s.reason for s in c.skipped}
+    assert set(reasons) == set(expected)
+    for name, reason in expected.items():
+        assert reasons[name].startswith(reason), (name, reasons[name])
+    assert len(c.used) == 5
+    assert c.scores[TASK_A]["KL"].tolist() == [100.0, 0.0]  # the duplicate's seeds did not leak in
+
+
+def test_files_and_plots(results, tmp_path):
+    c = K.compare(results, ("KL", "JS"), reps=200)
+    files = K.write_files(c, tmp_path / "out", reps=200)
+    names = sorted(f.name for f in files)
+    assert names == sorted(
+        ["stats.md", "stats.csv", "stats.json"]
+        + [f"{stem}.{ext}" for stem in ("learning_curves", "priority_weights") for ext in ("png", "svg")]
+    )
+    for f in files:
+        assert f.stat().st_size > 0
+        if f.suffix == ".png":
+            assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert saved["probability_of_improvement"]["KL > JS"][K.AGGREGATE]["value"] == pytest.approx(0.625)
+    rows = list(csv.DictReader((tmp_path / "out" / "stats.csv").open()))
+    assert {"mean", "median", "iqm", "optimality_gap", "probability_of_improvement"} <= {r["statistic"] for r in rows}
+    md = (tmp_path / "out" / "stats.md").read_text()
+    assert "## Probability of improvement" in md and "left out of the aggregate" in md
+
+    curves = K.learning_curves(c, reps=200)
+    steps, band = curves[TASK_A]["KL"]
+    assert steps.tolist() == [10, 20] and band[0].tolist() == [25.0, 50.0]
+    priorities = K.priority_curves(c)[TASK_A]["KL"]
+    assert priorities["priority_weight_max"][1].tolist() == [4 * 3.0, 4 * 4.0]  # the largest over seeds
+    assert priorities["priority_weight_mean"][1].tolist() == [2.5, 3.5]
+
+
+def test_modes_are_separate_tasks(results):
+    write_run(results / "f" / "KL", "KL", TASK_A, {0: 90.0}, mode="finetune")
+    c = K.compare(results, ("KL", "JS"), reps=200)
+    assert c.scores[f"{TASK_A} (finetune)"]["KL"].tolist() == [90.0]
+    assert c.scores[TASK_A]["KL"].tolist() == [100.0, 0.0]
+
+
+def cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, out.getvalue(), err.getvalue()
+
+
+def test_cli(results, tmp_path):
+    break_some(results)
+    code, out, err = cli(["compare", "KL", "JS", "--results", str(results), "--reps", "200"])
+    assert code == 0, err
+    for needle in ("probability of improvement", "all tasks", "skipped", "unfinished", "IQM"):
+        assert needle in out, needle
+    assert (results / "compare" / "KL_vs_JS" / "learning_curves.png").exists()
+
+    code, out, err = cli(["compare", "kl,js", "--results", str(results), "--out", str(tmp_path / "o"), "--json"])
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["per_types"] == ["KL", "JS"] and len(report["skipped"]) == 8
+    assert str(tmp_path / "o" / "priority_weights.svg") in report["files"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["compare", "KL", "JS", "--results", "/nonexistent/dir"], "is not a directory"),
+        (["compare", "KL", "chi2"], "no finished runs of chi2 under"),
+        (["compare", "KL", "JS", "--metric", "speed"], "--metric 'speed' is not valid"),
+        (["compare", "KL", "JS", "--reps", "5"], "--reps must be >= 100"),
+    ],
+)
+def test_user_errors_are_one_line(argv, needle, results):
+    if "--results" not in argv:
+        argv = [*argv, "--results", str(results)]
+    code, _, err = cli(argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
