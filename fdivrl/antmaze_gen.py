@@ -232,14 +232,14 @@ def _rollouts(
 ) -> _Rollouts:
     """Run ``episodes`` whole episodes of ``spec`` over ``min(n_envs, episodes)`` envs.
 
-    Episode seeds are drawn from ``seed``, one per reset in reset order; once enough episodes are
-    under way, envs that finish idle until the last one ends.
+    Episode seeds are drawn from ``seed``, one per reset in reset order; once all episodes are
+    under way, envs that finish idle (reset with seed 0, not counted) until the last one ends.
     """
     n = min(n_envs, episodes)
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=episodes)
     venv = _vector_env(spec, n, vectorization)
     try:
-        batch, actor = _Batch(venv, iter(seeds.tolist())), make_actor(n)
+        batch, actor = _Batch(venv, itertools.chain(seeds.tolist(), itertools.repeat(0))), make_actor(n)
         everyone = np.ones(n, dtype=bool)
         batch.reset(everyone)
         actor.start(everyone, batch.obs)
@@ -268,16 +268,15 @@ def _rollouts(
                 success_step.append(int(first_success[i]))
                 flips.append(bool(flipped[i]))
                 distance.append(float(gap[i]))
-            again = finished.copy()
-            for i in np.flatnonzero(again):
+            for i in np.flatnonzero(finished):
                 if started < episodes:
                     started += 1
-                else:  # enough episodes under way: this env idles to the end
-                    again[i] = counted[i] = False
+                else:  # enough episodes under way: this env idles, uncounted, to the end
+                    counted[i] = False
             ep_return[ended], ep_steps[ended], first_success[ended], flipped[ended] = 0.0, 0, 0, False
-            if again.any():
-                batch.reset(again)
-                actor.start(again, batch.obs)
+            if ended.any() and len(returns) < episodes:  # idle envs are reset too: no env steps past its end
+                batch.reset(ended)
+                actor.start(ended & counted, batch.obs)
         return _Rollouts(np.array(returns), np.array(success_step), np.array(flips), np.array(distance))
     finally:
         venv.close()

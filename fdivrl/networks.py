@@ -20,12 +20,13 @@ from jax import lax
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
-# LayerNorm with its reductions written as matrix-vector products and an analytic backward.
-# Same function and parameters as flax's nn.LayerNorm (normalize the last axis, eps inside the
-# rsqrt, learnable `scale` and `bias`), but on XLA CPU flax's version runs its row and column
-# sums as separate reduce kernels and materializes broadcasts for them, which costs ~10x its
-# FLOPs; matrix-vector products against a constant vector are fast there, and the custom VJP
-# needs two row sums and two column sums instead of autodiff's longer chain.
+# LayerNorm with the row statistics as matrix-vector products and an analytic backward: the same
+# function and parameters as flax's nn.LayerNorm (normalize over the last axis, eps inside the
+# rsqrt, learnable `scale` and `bias`), ~1.4x the offline learner's update rate on XLA CPU. There,
+# flax's autodiff graph runs each row mean as a separate reduce kernel, several with an elementwise
+# product fused in or a broadcast materialized for them (~80% of its fwd+bwd time); a product
+# with a constant 1/n vector is a fast gemv instead. The custom VJP needs two row statistics and
+# two plain column sums (dscale, dbias), and XLA recomputes x̂ inside the elementwise kernels.
 
 
 def _dot_last(a: jax.Array, v: jax.Array) -> jax.Array:
@@ -33,43 +34,34 @@ def _dot_last(a: jax.Array, v: jax.Array) -> jax.Array:
     return lax.dot_general(a, v, (((a.ndim - 1,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
 
 
-def _sum_leading(a: jax.Array) -> jax.Array:
-    """Σ over every axis but the last, as a vector-matrix product."""
-    a2 = a.reshape(-1, a.shape[-1])
-    ones = jnp.ones(a2.shape[:1], a.dtype)
-    return lax.dot_general(ones, a2, (((0,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
-
-
-def _ln_stats(x: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
-    n = x.shape[-1]
-    inv_n = jnp.full((n,), 1.0 / n, x.dtype)
+def _layer_norm_fwd(
+    x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float
+) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    inv_n = jnp.full(x.shape[-1:], 1.0 / x.shape[-1], x.dtype)
     mu = _dot_last(x, inv_n)[..., None]
     xc = x - mu
+    # two-pass variance (flax's E[x²] − E[x]² loses precision when |mean| >> std)
     rstd = lax.rsqrt(_dot_last(xc * xc, inv_n)[..., None] + eps)
-    return mu, rstd
+    return xc * rstd * scale + bias, (x, mu, rstd, scale)
 
 
-def _layer_norm_fwd(x, scale, bias, eps):
-    mu, rstd = _ln_stats(x, eps)
-    return (x - mu) * rstd * scale + bias, (x, mu, rstd, scale)
-
-
-def _layer_norm_bwd(eps, res, g):
+def _layer_norm_bwd(eps: float, res: tuple[jax.Array, ...], g: jax.Array) -> tuple[jax.Array, ...]:
     del eps
     x, mu, rstd, scale = res
     n = x.shape[-1]
     xh = (x - mu) * rstd
     gxh = g * xh
-    # dx = rstd·(g·scale − mean(g·scale) − x̂·mean(g·scale·x̂)), the row means as dots with scale
+    # dx = rstd·(g·scale − mean(g·scale) − x̂·mean(g·scale·x̂)), both means as products with scale
     mean_gs = _dot_last(g, scale)[..., None] / n
     mean_gsxh = _dot_last(gxh, scale)[..., None] / n
     dx = rstd * (g * scale - mean_gs - xh * mean_gsxh)
-    return dx, _sum_leading(gxh), _sum_leading(g)
+    lead = tuple(range(x.ndim - 1))
+    return dx, gxh.sum(lead), g.sum(lead)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-6) -> jax.Array:
-    """(x − mean(x)) / sqrt(var(x) + eps) · scale + bias over the last axis (x float32 or wider)."""
+    """(x − mean(x)) / sqrt(var(x) + eps) · scale + bias over the last axis."""
     return _layer_norm_fwd(x, scale, bias, eps)[0]
 
 
@@ -77,7 +69,10 @@ layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 
 class LayerNorm(nn.Module):
-    """Drop-in for flax's nn.LayerNorm() (same params `scale`, `bias`), fast on XLA CPU."""
+    """Drop-in for flax's nn.LayerNorm() (same `scale` and `bias` parameters), fast on XLA CPU.
+
+    Statistics in at least float32 as flax's; the output has the result dtype of x and the params.
+    """
 
     epsilon: float = 1e-6
     param_dtype: jnp.dtype = jnp.float32
@@ -87,9 +82,9 @@ class LayerNorm(nn.Module):
         n = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (n,), self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros, (n,), self.param_dtype)
-        dtype = jnp.promote_types(jnp.result_type(x, scale, bias), jnp.float32)
-        y = layer_norm(x.astype(dtype), scale.astype(dtype), bias.astype(dtype), self.epsilon)
-        return y.astype(jnp.result_type(x, scale, bias))
+        out_dtype = jnp.result_type(x, scale, bias)
+        dtype = jnp.promote_types(out_dtype, jnp.float32)
+        return layer_norm(x.astype(dtype), scale.astype(dtype), bias.astype(dtype), self.epsilon).astype(out_dtype)
 
 
 class MLP(nn.Module):

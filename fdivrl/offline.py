@@ -65,6 +65,10 @@ class Reporter:
     def stop(self) -> None: ...
 
 
+def make_learner(cfg: TrainConfig, obs_dim: int, act_dim: int) -> Learner:
+    return Learner(D.get(cfg.per_type), cfg.divergence, cfg.replay, cfg.learner, obs_dim, act_dim)
+
+
 def seed_slice(tree: Any, i: int) -> Any:
     return jax.tree_util.tree_map(lambda x: x[i], tree)
 
@@ -73,17 +77,42 @@ def evaluate_seeds(
     learner: Learner, state: LearnerState, info: minari_data.DatasetInfo, cfg: TrainConfig, n_episodes: int, step: int
 ) -> list[dict[str, Any]]:
     """One evaluation per seed in the dataset's eval env, deterministic actions."""
+    has_ref = info.ref_min_score is not None and info.ref_max_score is not None
+    return evaluate_policies(
+        learner,
+        state,
+        cfg.seeds,
+        lambda: minari_data.recover_eval_env(info),
+        evaluation.dict_obs_fn(info.obs_keys) if info.obs_keys else None,
+        n_episodes,
+        step,
+        ref=(info.ref_min_score, info.ref_max_score) if has_ref else (None, None),
+    )
+
+
+def evaluate_policies(
+    learner: Learner,
+    state: LearnerState,
+    seeds: tuple[int, ...],
+    make_env: Callable[[], Any],
+    obs_fn: Callable[[Any], np.ndarray] | None,
+    n_episodes: int,
+    step: int,
+    ref: tuple[float | None, float | None] = (None, None),
+    to_env_action: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> list[dict[str, Any]]:
+    """Each seed's deterministic policy for n_episodes in make_env(); one record per seed."""
     act = jax.jit(learner.act)
-    obs_fn = evaluation.dict_obs_fn(info.obs_keys) if info.obs_keys else None
+    scale = to_env_action or (lambda a: a)
     out = []
-    for i, seed in enumerate(cfg.seeds):
+    for i, seed in enumerate(seeds):
         params = seed_slice(state.actor.params, i)
 
         def policy(obs: np.ndarray, params=params) -> np.ndarray:
-            return np.asarray(act(params, obs))
+            return scale(np.asarray(act(params, obs)))
 
         result = evaluation.evaluate(
-            lambda: minari_data.recover_eval_env(info),
+            make_env,
             policy,
             n_episodes=n_episodes,
             # distinct, reproducible start states per (seed, step)
@@ -91,10 +120,7 @@ def evaluate_seeds(
             n_envs=min(10, n_episodes),
             obs_fn=obs_fn,
         )
-        has_ref = info.ref_min_score is not None and info.ref_max_score is not None
-        rec = result.to_dict(
-            info.ref_min_score if has_ref else None, info.ref_max_score if has_ref else None, per_episode=False
-        )
+        rec = result.to_dict(*ref, per_episode=False)
         rec["eval_seed"] = rec.pop("seed")
         out.append({"step": step, "seed": seed, **rec})
     return out
@@ -124,14 +150,7 @@ def train_offline(
     reporter = reporter or Reporter()
     cfg.validate()
     transitions, info = minari_data.load(cfg.dataset, obs_keys=cfg.obs_keys, reward_shift=cfg.reward_shift)
-    learner = Learner(
-        div=D.get(cfg.per_type),
-        div_cfg=cfg.divergence,
-        replay_cfg=cfg.replay,
-        cfg=cfg.learner,
-        obs_dim=info.obs_dim,
-        act_dim=info.act_dim,
-    )
+    learner = make_learner(cfg, info.obs_dim, info.act_dim)
     record = {**cfg.to_dict(), "data": dataset_record(info)}
     with runs.RunDir.create(
         out, record, resume=resume, allowed_changes=RESUMABLE_CHANGES, seeds={"seeds": list(cfg.seeds)}

@@ -26,12 +26,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdivrl import divergences as D
 from fdivrl import evaluation, loggers, minari_data, runs
 from fdivrl.config import TrainConfig
 from fdivrl.errors import ConfigError, DatasetError
 from fdivrl.learner import Batch, Learner, LearnerState, to_batch
-from fdivrl.offline import Reporter, dataset_record, evaluate_seeds, summarize_evals
+from fdivrl.offline import (
+    Reporter,
+    dataset_record,
+    evaluate_policies,
+    evaluate_seeds,
+    make_learner,
+    summarize_evals,
+)
 
 RESUMABLE_CHANGES = ("steps", "learner.total_steps")
 PRETRAIN_CHUNK = 1000
@@ -213,31 +219,6 @@ def _seed_stack(tree: Any, n: int) -> Any:
     return jax.tree_util.tree_map(lambda x: jnp.array(jnp.broadcast_to(x, (n, *x.shape)), copy=True), tree)
 
 
-def _evaluate_env(
-    learner: Learner, state: LearnerState, env: EnvInfo, cfg: TrainConfig, n_episodes: int, step: int
-) -> list[dict[str, Any]]:
-    act = jax.jit(learner.act)
-    out = []
-    for i, seed in enumerate(cfg.seeds):
-        params = jax.tree_util.tree_map(lambda x, i=i: x[i], state.actor.params)
-
-        def policy(obs: np.ndarray, params=params) -> np.ndarray:
-            return env.to_env_action(np.asarray(act(params, obs)))
-
-        result = evaluation.evaluate(
-            env.make,
-            policy,
-            n_episodes=n_episodes,
-            seed=int(np.random.SeedSequence([seed, step]).generate_state(1)[0]),
-            n_envs=min(10, n_episodes),
-            obs_fn=env.obs_fn,
-        )
-        rec = result.to_dict(per_episode=False)
-        rec["eval_seed"] = rec.pop("seed")
-        out.append({"step": step, "seed": seed, **rec})
-    return out
-
-
 def train_online(
     cfg: TrainConfig,
     out: Path,
@@ -261,14 +242,7 @@ def train_online(
     else:
         raise ConfigError(f"train_online runs --mode online or finetune, not {cfg.mode!r}")
     capacity = oc.buffer_size  # fixed by the config, so a resumed run to more steps keeps its buffer
-    learner = Learner(
-        div=D.get(cfg.per_type),
-        div_cfg=cfg.divergence,
-        replay_cfg=cfg.replay,
-        cfg=cfg.learner,
-        obs_dim=env.obs_dim,
-        act_dim=env.act_dim,
-    )
+    learner = make_learner(cfg, env.obs_dim, env.act_dim)
     n_seeds = len(cfg.seeds)
     record = {**cfg.to_dict(), "env_id": env.env_id}
     if info is not None:
@@ -300,7 +274,9 @@ def train_online(
         def evaluate(n_episodes: int, step: int) -> list[dict[str, Any]]:
             if info is not None:
                 return evaluate_seeds(learner, state, info, cfg, n_episodes, step)
-            return _evaluate_env(learner, state, env, cfg, n_episodes, step)
+            return evaluate_policies(
+                learner, state, cfg.seeds, env.make, env.obs_fn, n_episodes, step, to_env_action=env.to_env_action
+            )
 
         def log_rows(step: int, rows: list[dict[str, float]]) -> None:
             for seed, row in zip(cfg.seeds, rows, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import warnings
@@ -255,3 +256,135 @@ def test_bad_arguments_are_one_line_config_errors(minari_root: Path):
         with pytest.raises(ConfigError, match=message):
             antmaze_gen.generate(**{**kwargs, **overrides})
     assert not md.dataset_dir("fdivrl-test/x-v1").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# controller_success
+
+
+def _still_walker(ant_obs: np.ndarray, goal_delta: np.ndarray) -> np.ndarray:
+    return np.zeros((len(ant_obs), 8), dtype=np.float32)
+
+
+def _short_umaze(steps: int) -> mazes.MazeTask:
+    return dataclasses.replace(mazes.get_task("umaze"), max_episode_steps=steps)
+
+
+class _ScriptedVectorEnv:
+    """Stands in for the AntMaze vector env: the k-th episode started (in reset order) follows
+    ``script[k]``: the steps whose ``success`` info is True (the ant is then put on the goal) and the
+    step from which the torso is upside down. Episodes past the script (envs idling after the last
+    counted episode started) report success at every step: they must not be counted. Like the real
+    vector env without autoreset, it refuses to step an env whose episode ended."""
+
+    START, GOAL = mazes.cell_to_xy(np.array([3, 1]), (5, 5)), mazes.cell_to_xy(np.array([1, 1]), (5, 5))
+
+    def __init__(self, spec: Any, n: int, script: list[tuple[set[int], int | None]]) -> None:
+        self.num_envs, self.limit, self.script = n, spec.max_episode_steps, script
+        box = gym.spaces.Box(-np.inf, np.inf, (2,), np.float64)
+        self.single_observation_space = gym.spaces.Dict(
+            {"achieved_goal": box, "desired_goal": box, "observation": gym.spaces.Box(-np.inf, np.inf, (27,))}
+        )
+        self.episode = np.full(n, -1)
+        self.t = np.zeros(n, dtype=np.int64)
+        self.seeds: list[int] = []  # per episode, in reset order
+
+    def _obs(self, success: np.ndarray, flipped: np.ndarray) -> dict[str, np.ndarray]:
+        ant = np.zeros((self.num_envs, 27))
+        ant[:, 1] = np.where(flipped, 0.0, 1.0)  # quaternion (w, x, y, z): upright or turned over about x
+        ant[:, 2] = np.where(flipped, 1.0, 0.0)
+        achieved = np.where(success[:, None], self.GOAL, self.START)
+        return {"achieved_goal": achieved, "desired_goal": np.tile(self.GOAL, (self.num_envs, 1)), "observation": ant}
+
+    def reset(self, seed: list[int | None], options: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        for i in np.flatnonzero(options["reset_mask"]):
+            self.episode[i], self.t[i] = len(self.seeds), 0
+            self.seeds.append(seed[i])
+        none = np.zeros(self.num_envs, dtype=bool)
+        return self._obs(none, none), {"success": none, "_success": np.ones(self.num_envs, dtype=bool)}
+
+    def step(self, actions: np.ndarray) -> tuple[Any, ...]:
+        assert actions.shape == (self.num_envs, 8)
+        assert np.all(self.t < self.limit), "stepped an env whose episode had ended"
+        self.t += 1
+        success, flipped = np.ones(self.num_envs, dtype=bool), np.zeros(self.num_envs, dtype=bool)
+        for i, (t, k) in enumerate(zip(self.t, self.episode, strict=True)):
+            if k < len(self.script):
+                hits, flip = self.script[k]
+                success[i], flipped[i] = t in hits, flip is not None and t >= flip
+        infos = {"success": success, "_success": np.ones(self.num_envs, dtype=bool)}
+        truncated = self.t >= self.limit
+        return self._obs(success, flipped), success.astype(float), np.zeros_like(truncated), truncated, infos
+
+    def close(self) -> None:
+        pass
+
+
+def test_controller_success_counts_first_success_steps_flips_and_returns(monkeypatch: pytest.MonkeyPatch):
+    script = [({3, 4}, None), (set(), 5), ({10}, None), (set(range(7, 11)), 2)]  # 4 episodes of 10 steps
+    envs: list[_ScriptedVectorEnv] = []
+    monkeypatch.setattr(
+        antmaze_gen,
+        "_vector_env",
+        lambda spec, n, vectorization: envs.append(_ScriptedVectorEnv(spec, n, script)) or envs[-1],
+    )
+    calls: list[tuple[str, int, int]] = []
+    result = antmaze_gen.controller_success(
+        _short_umaze(10), _still_walker, episodes=4, seed=3, n_envs=3, progress=lambda *call: calls.append(call)
+    )
+    # 3 envs start episodes 0-2; at step 10 env 0 starts episode 3, envs 1 and 2 idle (reporting success)
+    assert result["steps_to_success"] == [3, None, 10, 7]
+    assert result["successes"] == 3 and result["success_rate"] == 0.75
+    assert result["mean_steps_to_success"] == pytest.approx(20 / 3)
+    assert result["mean_return"] == pytest.approx((2 + 0 + 1 + 4) / 4)
+    assert result["flipped"] == 2 and result["failed_flipped"] == 1
+    distance = float(np.linalg.norm(_ScriptedVectorEnv.GOAL - _ScriptedVectorEnv.START))
+    assert result["mean_final_distance"] == pytest.approx(distance / 2)
+    assert result["mean_final_distance_failed"] == pytest.approx(distance)
+    assert result["episodes"] == 4 and result["n_envs"] == 3 and result["max_episode_steps"] == 10
+    assert {phase for phase, _, _ in calls} == {"ref-controller"} and calls[-1][1:] == (40, 40)
+    (env,) = envs
+    assert len(env.seeds) == 6 and env.seeds[4:] == [0, 0] and len(set(env.seeds[:4])) == 4  # idle resets: seed 0
+    json.dumps(result)
+
+
+def test_controller_success_of_a_still_ant_is_zero_and_deterministic(minari_root: Path):
+    task = _short_umaze(40)
+    result = antmaze_gen.controller_success(task, _still_walker, episodes=3, seed=5, n_envs=2)
+    assert result["task"] == "umaze" and result["env_id"] == "AntMaze_UMaze-v4"
+    assert result["eval_start"] == [3, 1] and result["eval_goal"] == [1, 1]
+    assert result["success_rate"] == 0.0 and result["successes"] == 0 and result["mean_return"] == 0.0
+    assert result["mean_steps_to_success"] is None and result["steps_to_success"] == [None] * 3
+    assert result["flipped"] == 0
+    assert 7.0 < result["mean_final_distance"] < 9.0  # start and goal cells are 8 apart, ±0.25 noise each
+    assert antmaze_gen.controller_success(task, _still_walker, episodes=3, seed=5, n_envs=2) == result
+    other = antmaze_gen.controller_success(task, _still_walker, episodes=3, seed=6, n_envs=2)
+    assert other["mean_final_distance"] != result["mean_final_distance"]  # other reset noise
+
+
+def test_controller_success_replays_the_ref_max_score_episodes(
+    minari_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    recorded: list[Any] = []
+    rollouts = antmaze_gen._rollouts
+    monkeypatch.setattr(antmaze_gen, "_rollouts", lambda *args: recorded.append(rollouts(*args)) or recorded[-1])
+    task, dataset_id = _short_umaze(60), "fdivrl-test/antmaze-gen-replay-v1"
+    summary = antmaze_gen.generate(
+        task, 10, 7, ScriptedWalker(), dataset_id, n_envs=2, ref_episodes=3, plot_path=tmp_path / "p.png"
+    )
+    shutil.rmtree(md.dataset_dir(dataset_id))
+    _, reference = recorded  # ref-random, then ref-controller
+    result = antmaze_gen.controller_success(task, ScriptedWalker(), episodes=3, seed=7, n_envs=2)
+    assert result["mean_return"] == summary["ref_max_score"]
+    # the returns are all 0 (the scripted walker never reaches the goal): the ants' end points tell
+    assert result["mean_final_distance"] == float(reference.final_distance.mean())
+    other = antmaze_gen.controller_success(task, ScriptedWalker(), episodes=3, seed=8, n_envs=2)
+    assert other["mean_final_distance"] != result["mean_final_distance"]
+
+
+def test_controller_success_bad_arguments_are_config_errors():
+    for kwargs, message in (({"episodes": 0}, "episodes must be"), ({"n_envs": 0}, "n_envs must be")):
+        with pytest.raises(ConfigError, match=message):
+            antmaze_gen.controller_success("umaze", _still_walker, **kwargs)
+    with pytest.raises(ConfigError, match="unknown AntMaze task"):
+        antmaze_gen.controller_success("tiny", _still_walker)

@@ -144,3 +144,12 @@ def test_critic_heads_match_flax_layernorm(monkeypatch):
     ours = critic.apply(params, obs, act), jax.jit(jax.grad(loss))(params)
     monkeypatch.setattr(networks, "LayerNorm", nn.LayerNorm)
     _close(ours, (critic.apply(params, obs, act), jax.jit(jax.grad(loss))(params)))
+
+
+def test_dtype_follows_flax():
+    x = _inputs(jax.random.key(14), (4, 16)).astype(jnp.bfloat16)
+    p = _params(jax.random.key(15), 16)
+    ours = LayerNorm().apply({"params": p}, x)
+    theirs = nn.LayerNorm().apply({"params": p}, x)
+    assert ours.dtype == theirs.dtype
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-2, atol=1e-2)
