@@ -22,11 +22,13 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 # LayerNorm with the row statistics as matrix-vector products and an analytic backward: the same
 # function and parameters as flax's nn.LayerNorm (normalize over the last axis, eps inside the
-# rsqrt, learnable `scale` and `bias`), ~1.4x the offline learner's update rate on XLA CPU. There,
-# flax's autodiff graph runs each row mean as a separate reduce kernel, several with an elementwise
-# product fused in or a broadcast materialized for them (~80% of its fwd+bwd time); a product
-# with a constant 1/n vector is a fast gemv instead. The custom VJP needs two row statistics and
-# two plain column sums (dscale, dbias), and XLA recomputes x̂ inside the elementwise kernels.
+# rsqrt, learnable `scale` and `bias`), but ~1.6x faster fwd+bwd on XLA CPU (benchmarks/layernorm.py)
+# and ~1.4x the single-seed offline update rate (benchmarks/throughput.py; ~1.03x with 4 seeds
+# vmapped, where the update is matmul-bound). flax's autodiff graph runs each row mean as its own
+# reduce kernel, several with an elementwise product fused in or a broadcast materialized for them
+# (about two thirds of its fwd+bwd time); a product with a constant 1/n vector is a fast gemv. The
+# custom VJP needs two row statistics and two plain column sums, and XLA recomputes x̂ inside the
+# elementwise kernels.
 
 
 def _dot_last(a: jax.Array, v: jax.Array) -> jax.Array:
