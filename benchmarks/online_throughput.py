@@ -26,7 +26,7 @@ import numpy as np
 from fdivrl import config as C
 from fdivrl import divergences as D
 from fdivrl.learner import Batch, Learner
-from fdivrl.online import gym_env_info, train_online
+from fdivrl.online import SeedEnvs, gym_env_info, train_online
 
 
 def online_config(env: str, per_type: str, steps: int) -> C.TrainConfig:
@@ -37,26 +37,28 @@ def online_config(env: str, per_type: str, steps: int) -> C.TrainConfig:
     )
 
 
+def env_transitions(cfg: C.TrainConfig, n: int) -> Batch:
+    """n real transitions of the env under random actions (one seed axis), so the timed updates see
+    the same kind of numbers as the loop's."""
+    env = gym_env_info(cfg.env, cfg.obs_keys)
+    envs = SeedEnvs(env, (0,), reset_seed=0, reward_shift=cfg.reward_shift)
+    rows = [envs.step(envs.random_actions()) for _ in range(n)]
+    envs.close()
+    o, r, o2, m = (np.stack([row[j][0] for row in rows]) for j in range(4))
+    a = np.zeros((n, env.act_dim), np.float32)  # actions are not kept by SeedEnvs.step; zeros do not change the cost
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32)[None], Batch(o, a, r, o2, m))
+
+
 def updates_alone(cfg: C.TrainConfig, n_calls: int) -> float:
-    """Updates/s of the fused insert+update program on a full buffer (one seed)."""
+    """Updates/s of the fused insert+update program (one seed) on a buffer of real env transitions."""
     env = gym_env_info(cfg.env, cfg.obs_keys)
     learner = Learner(D.get(cfg.per_type), cfg.divergence, cfg.replay, cfg.learner, env.obs_dim, env.act_dim)
-    cap, k = cfg.online.buffer_size, cfg.chunk
-    rng = np.random.default_rng(0)
-
-    def batch(n: int) -> Batch:
-        return Batch(
-            jnp.asarray(rng.normal(size=(1, n, env.obs_dim)), jnp.float32),
-            jnp.asarray(rng.uniform(-1, 1, size=(1, n, env.act_dim)), jnp.float32),
-            jnp.asarray(rng.normal(size=(1, n)), jnp.float32),
-            jnp.asarray(rng.normal(size=(1, n, env.obs_dim)), jnp.float32),
-            jnp.ones((1, n), jnp.float32),
-        )
-
+    k = cfg.chunk
+    data = env_transitions(cfg, 5000)
+    cap = data.rewards.shape[1]
     state = learner.init_seeds([0], cap, cap, online=True)
-    data = batch(cap)
     program = learner.compiled_online(k * cfg.online.utd)
-    new = batch(k)
+    new = jax.tree_util.tree_map(lambda x: x[:, :k], data)
     state, data, _ = program(state, data, new, jnp.asarray(0, jnp.int32))  # compile
     jax.block_until_ready(state)
     t0 = time.perf_counter()
