@@ -270,7 +270,8 @@ class RichReporter:
 
 def print_summary(summary: dict, run_dir: Path) -> None:
     final = summary.get("final_eval") or {}
-    table = Table(title=f"{summary['per_type']} on {summary['dataset']} ({summary['steps']} steps)")
+    where = summary.get("dataset") or summary.get("env")
+    table = Table(title=f"{summary['per_type']} {summary.get('mode', 'offline')} on {where} ({summary['steps']} steps)")
     table.add_column("seed")
     for col in ("D4RL-style score (100×success)", "minari normalized ×100", "mean return"):
         table.add_column(col, justify="right")
@@ -282,6 +283,12 @@ def print_summary(summary: dict, run_dir: Path) -> None:
             f"{e['mean_return']:.1f}",
         )
     console.print(table)
+    if summary.get("score"):
+        score = summary["score"]
+        console.print(
+            f"score (mean over seeds of the last {score['n_evaluations']:.0f} evaluations): "
+            f"return {score['mean_return']:.1f}, D4RL-style {score['d4rl_score']:.1f}"
+        )
     console.print(f"run directory: {run_dir}")
 
 
