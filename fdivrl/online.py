@@ -31,6 +31,7 @@ from fdivrl.config import TrainConfig
 from fdivrl.errors import ConfigError, DatasetError
 from fdivrl.learner import Batch, Learner, LearnerState, to_batch
 from fdivrl.offline import (
+    RESUMABLE_CHANGES,
     Reporter,
     dataset_record,
     evaluate_policies,
@@ -39,7 +40,6 @@ from fdivrl.offline import (
     summarize_evals,
 )
 
-RESUMABLE_CHANGES = ("steps", "learner.total_steps")
 PRETRAIN_CHUNK = 1000
 """Offline steps fused per call while pretraining (finetune's --pretrain-steps)."""
 REBUILD_EVERY_UPDATES = 10_000
