@@ -179,32 +179,44 @@ def train(
         raise ConfigError("--utd, --start-steps and --buffer-size apply to --mode online and finetune")
     if mode != "finetune" and pretrain_steps:
         raise ConfigError("--pretrain-steps applies to --mode finetune")
-    dataset_id = None if mode == "online" else dataset or resolve_default_dataset()
-    cfg = C.with_overrides(
-        C.preset_config(preset, dataset_id, name, mode=mode, env=env),
-        top={
-            "mode": mode,
-            "seeds": tuple(seed_list(seed, seeds)),
-            "steps": steps,
-            "chunk": chunk,
-            "eval_every": eval_every,
-            "eval_episodes": eval_episodes,
-            "final_eval_episodes": eval_episodes,
-        },
-        divergence={
-            "beta": beta,
-            "max_clip": max_clip,
-            "min_clip": min_clip,
-            "lower_clip": lower_clip,
-            "gumbel_max_clip": gumbel_max_clip,
-            "js_min_weight": js_min_weight,
-            "js_max_weight": js_max_weight,
-            "per_alpha": per_alpha,
-        },
-        replay={"mode": priority_mode, "scheme": scheme, "ema": ema, "alpha": per_alpha},
-        learner={"batch_size": batch_size, "grad_penalty": grad_penalty},
-        online={"utd": utd, "start_steps": start_steps, "buffer_size": buffer_size, "pretrain_steps": pretrain_steps},
-    )
+
+    def build(dataset_id: str | None) -> C.TrainConfig:
+        return C.with_overrides(
+            C.preset_config(preset, dataset_id, name, mode=mode, env=env),
+            top={
+                "mode": mode,
+                "seeds": tuple(seed_list(seed, seeds)),
+                "steps": steps,
+                "chunk": chunk,
+                "eval_every": eval_every,
+                "eval_episodes": eval_episodes,
+                "final_eval_episodes": eval_episodes,
+            },
+            divergence={
+                "beta": beta,
+                "max_clip": max_clip,
+                "min_clip": min_clip,
+                "lower_clip": lower_clip,
+                "gumbel_max_clip": gumbel_max_clip,
+                "js_min_weight": js_min_weight,
+                "js_max_weight": js_max_weight,
+                "per_alpha": per_alpha,
+            },
+            replay={"mode": priority_mode, "scheme": scheme, "ema": ema, "alpha": per_alpha},
+            learner={"batch_size": batch_size, "grad_penalty": grad_penalty},
+            online={
+                "utd": utd,
+                "start_steps": start_steps,
+                "buffer_size": buffer_size,
+                "pretrain_steps": pretrain_steps,
+            },
+        )
+
+    if mode == "online" or dataset:
+        cfg = build(dataset)
+    else:  # check every option before a first run spends minutes generating the default dataset
+        build(C.DEFAULT_DATASET)
+        cfg = build(resolve_default_dataset(quiet or json_out))
     reporter = RichReporter(quiet=quiet or json_out)
     if mode == "offline":
         from fdivrl.offline import default_out, train_offline
@@ -222,15 +234,33 @@ def train(
         print_summary(summary, run_dir)
 
 
-def resolve_default_dataset() -> str:
-    """The real D4RL umaze if present locally, else the local stand-in of the same task."""
+def resolve_default_dataset(quiet: bool = False) -> str:
+    """The real D4RL umaze if present locally, else the local stand-in, generated on first use.
+
+    Generation uses the shipped walker and `fdivrl data antmaze umaze`'s defaults (1M steps), so
+    the embedded default runs on a machine that cannot download minari's data."""
     from fdivrl import minari_data
     from fdivrl.config import DEFAULT_DATASET, LOCAL_DEFAULT_DATASET
 
     present = set(minari_data.local_datasets())
-    if DEFAULT_DATASET in present or LOCAL_DEFAULT_DATASET not in present:
-        return DEFAULT_DATASET  # absent too: the loader's error says how to get either
-    console.print(f"[yellow]{DEFAULT_DATASET} is not present locally: using the stand-in {LOCAL_DEFAULT_DATASET}")
+    if DEFAULT_DATASET in present:
+        return DEFAULT_DATASET
+    if LOCAL_DEFAULT_DATASET in present:
+        err_console.print(f"[yellow]{DEFAULT_DATASET} is not present locally: using {LOCAL_DEFAULT_DATASET}")
+        return LOCAL_DEFAULT_DATASET
+    from fdivrl.antmaze_gen import DEFAULT_STEPS, REF_EPISODES
+    from fdivrl.mazes import get_task
+    from fdivrl.walker import load_walker
+
+    task = get_task("umaze")
+    policy = load_walker()  # DatasetError (one line) when the package lacks its walker
+    err_console.print(
+        f"[yellow]{DEFAULT_DATASET} is not present locally (download it with minari, or pass --dataset): "
+        f"generating the local stand-in {LOCAL_DEFAULT_DATASET} once with the shipped walker, "
+        f"{DEFAULT_STEPS:,} steps (`fdivrl data antmaze umaze` does the same) ..."
+    )
+    make_standin(task.name, DEFAULT_STEPS, 0, policy, 10, REF_EPISODES, overwrite=False, quiet=quiet)
+    err_console.print(f"[green]wrote {LOCAL_DEFAULT_DATASET} under {minari_data.datasets_root()}")
     return LOCAL_DEFAULT_DATASET
 
 

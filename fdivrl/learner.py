@@ -14,7 +14,7 @@ One online SAC+ROER step (reference.md §1), in order:
 1. critic: soft Bellman target r + γ·mask·(min Q_targ(s', a') − α·log π(a'|s')), per-sample replay
    weights, optional gradient penalty on ‖∇_a Q‖ > 1;
 2. value: V regresses on min Q_targ(s, ã) of noise-smoothed dataset actions with the per_type's loss;
-3. priorities from the new V, as offline;
+3. priorities from the new V, as offline (steps 2–3 are skipped with uniform replay: plain SAC);
 4. actor (reparametrized SAC) and temperature (target entropy −|A|/2 by default).
 `online_update_n` first writes the newest env transitions into the per-seed ring buffer, then fuses
 its updates the same way.
@@ -279,15 +279,17 @@ class Learner:
         critic = state.critic.apply_gradients(grads=q_grads)
         target_critic = optax.incremental_update(critic.params, state.target_critic, c.tau)
 
-        # 2. value on noise-smoothed buffer actions
-        noise = jnp.clip(c.value_noise * jax.random.normal(k_noise, b.actions.shape), -0.5, 0.5)
-        a_smooth = jnp.clip(b.actions + noise, -1.0, 1.0)
-        q_targ = self.critic_def.apply(target_critic, b.observations, a_smooth).min(0)
-        value, v_metrics = self._value_step(state.value, b.observations, q_targ)
-
-        # 3. priorities from the new V
-        v_s, v_next = self._values(value, b)
-        new_replay, p_metrics = self._priority_step(state.replay, idx, b.rewards + c.discount * b.masks * v_next - v_s)
+        # 2.–3. value and priorities; plain SAC (uniform replay) uses neither, so it skips them
+        value, new_replay, v_metrics = state.value, state.replay, {}
+        if self.replay_cfg.prioritized:
+            noise = jnp.clip(c.value_noise * jax.random.normal(k_noise, b.actions.shape), -0.5, 0.5)
+            a_smooth = jnp.clip(b.actions + noise, -1.0, 1.0)
+            q_targ = self.critic_def.apply(target_critic, b.observations, a_smooth).min(0)
+            value, v_metrics = self._value_step(state.value, b.observations, q_targ)
+            v_s, v_next = self._values(value, b)
+            delta = b.rewards + c.discount * b.masks * v_next - v_s
+            new_replay, p_metrics = self._priority_step(state.replay, idx, delta)
+            v_metrics = {**v_metrics, **p_metrics}
 
         # 4. actor and temperature
         def actor_loss(params):
@@ -316,7 +318,6 @@ class Learner:
             "q_mean": q.mean(),
             "target_mean": target.mean(),
             **v_metrics,
-            **p_metrics,
             "loss_weight_mean": loss_w.mean(),
         }
         new_state = state._replace(

@@ -105,6 +105,16 @@ class DatasetInfo:
     data_path: str
     from_cache: bool = False
 
+    @property
+    def reference_scores(self) -> tuple[float, float] | tuple[None, None]:
+        """(ref_min, ref_max) when they define a normalized score, else (None, None): a dataset
+        without them, or whose reference policy did no better than random (equal scores), is still
+        trainable; its evaluations just carry no normalized score."""
+        low, high = self.ref_min_score, self.ref_max_score
+        if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)) or low == high:
+            return None, None
+        return low, high
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (for run configs and summaries)."""
         return dataclasses.asdict(self)

@@ -77,7 +77,6 @@ def evaluate_seeds(
     learner: Learner, state: LearnerState, info: minari_data.DatasetInfo, cfg: TrainConfig, n_episodes: int, step: int
 ) -> list[dict[str, Any]]:
     """One evaluation per seed in the dataset's eval env, deterministic actions."""
-    has_ref = info.ref_min_score is not None and info.ref_max_score is not None
     return evaluate_policies(
         learner,
         state,
@@ -86,7 +85,7 @@ def evaluate_seeds(
         evaluation.dict_obs_fn(info.obs_keys) if info.obs_keys else None,
         n_episodes,
         step,
-        ref=(info.ref_min_score, info.ref_max_score) if has_ref else (None, None),
+        ref=info.reference_scores,
     )
 
 

@@ -66,3 +66,37 @@ def test_data_antmaze_writes_a_loadable_standin(tmp_path, monkeypatch, capsys):
 def test_missing_walker_file_is_one_line(tmp_path, capsys):
     code, _, err = cli(["data", "antmaze", "umaze", "--walker-file", str(tmp_path / "none.npz")], capsys)
     assert code != 0 and "fdivrl data walker" in err and "Traceback" not in err
+
+
+def test_train_default_generates_the_umaze_standin_on_first_use(tmp_path, monkeypatch, capsys):
+    """No D4RL umaze and no stand-in: `fdivrl train` makes fdivrl/antmaze/umaze-v1 with the
+    package's walker, says so, trains on it, and uses it without regenerating the next time."""
+    from fdivrl import antmaze_gen
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    actor = Actor(W.WALKER_HIDDEN, walker.ACT_DIM)
+    params = actor.init(jax.random.PRNGKey(0), np.zeros((1, walker.OBS_DIM), np.float32))["params"]
+    monkeypatch.setattr(walker, "DEFAULT_WALKER_PATH", tmp_path / "w.npz")
+    walker.save_walker(walker.DEFAULT_WALKER_PATH, params, W.WALKER_HIDDEN, False, {"command": "random init"})
+    monkeypatch.setattr(antmaze_gen, "DEFAULT_STEPS", 300)
+    monkeypatch.setattr(antmaze_gen, "REF_EPISODES", 1)
+    argv = ["train", "--per-type", "KL", "--steps", "4", "--chunk", "2", "--eval-every", "4", "--eval-episodes", "1"]
+    code, _, err = cli([*argv, "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert code == 0, err
+    assert "generating the local stand-in fdivrl/antmaze/umaze-v1" in err
+    assert minari.load_dataset("fdivrl/antmaze/umaze-v1").total_steps == 300
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["config"]["dataset"] == "fdivrl/antmaze/umaze-v1"
+    code, _, err = cli([*argv, "--out", str(tmp_path / "run2"), "--quiet"], capsys)
+    assert code == 0, err
+    assert "generating" not in err and "using fdivrl/antmaze/umaze-v1" in err
+
+
+def test_train_default_without_data_or_walker_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    monkeypatch.setattr(walker, "DEFAULT_WALKER_PATH", tmp_path / "none.npz")
+    code, _, err = cli(["train", "--steps", "4"], capsys)
+    assert code != 0 and "fdivrl data walker" in err and "Traceback" not in err
+    # a bad option is reported before anything is generated
+    code, _, err = cli(["train", "--beta", "-1"], capsys)
+    assert code != 0 and "beta must be > 0" in err and "walker" not in err

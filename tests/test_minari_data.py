@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -79,6 +80,14 @@ def test_load_tiny_antmaze_shapes_and_info(tiny_dataset_id: str) -> None:
     assert info.eval_env_spec is not None and '"continuing_task": false' in info.eval_env_spec
     assert info.action_low == (-1.0,) * 8 and info.action_high == (1.0,) * 8
     assert info.to_dict()["dataset_id"] == tiny_dataset_id
+
+
+def test_reference_scores_only_when_they_define_a_normalized_score(tiny_dataset_id: str) -> None:
+    _, info = md.load(tiny_dataset_id)
+    assert info.reference_scores == (0.0, 1.0)
+    for low, high in ((0.0, 0.0), (None, 1.0), (0.0, None), (0.0, float("nan")), (float("-inf"), 1.0)):
+        changed = dataclasses.replace(info, ref_min_score=low, ref_max_score=high)
+        assert changed.reference_scores == (None, None), (low, high)
 
 
 def test_arrays_match_minari_episodes(tiny_dataset_id: str) -> None:

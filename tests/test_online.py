@@ -67,6 +67,30 @@ def test_online_steps_change_every_network_and_stay_finite(per_type, mode):
     assert int(state.step[0]) == 3
 
 
+def test_uniform_replay_skips_value_and_priorities_and_is_otherwise_the_same_step():
+    """Plain SAC leaves V and the replay alone; actor, critic and α move exactly as a prioritized
+    step's do while every stored weight is still 1 (same keys, same batch)."""
+    after = {}
+    for per_type in ("uniform", "KL"):
+        data = jax.tree_util.tree_map(lambda x: x[None], random_batch(64))  # donated by the program
+        new = jax.tree_util.tree_map(lambda x: x[:, :4], data)
+        learner = make_learner(per_type, "weight", critic_loss="mse")  # ROER's Huber only rescales
+        state = learner.init_seeds([0], 64, online=True)
+        before = jax.tree_util.tree_map(np.asarray, state)
+        state, _, metrics = learner.compiled_online(1)(state, data, new, jnp.asarray(0, jnp.int32))
+        after[per_type] = (before, state, metrics)
+    before, uniform, metrics = after["uniform"]
+    assert "value_loss" not in metrics and "priority_raw_mean" not in metrics
+    for old, now in zip(jax.tree_util.tree_leaves(before.value), jax.tree_util.tree_leaves(uniform.value), strict=True):
+        np.testing.assert_array_equal(old, np.asarray(now))
+    _, kl, _ = after["KL"]
+    for name in ("actor", "critic", "target_critic", "temperature"):
+        got, want = getattr(uniform, name), getattr(kl, name)
+        got, want = (got.params, want.params) if name != "target_critic" else (got, want)
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7, err_msg=name)
+
+
 def test_gradient_penalty_matches_per_head_input_gradients():
     """The penalty term equals λ·mean over heads and samples of max(‖∇_a Q_h(s, a)‖ − 1, 0)²."""
     off, on = make_learner(grad_penalty=0.0), make_learner(grad_penalty=2.5)
