@@ -578,11 +578,16 @@ def data_walker(
     walker_file: Annotated[
         Path | None, typer.Option(help="Where to write the walker (default: the package's walker.npz).")
     ] = None,
+    measure_episodes: Annotated[
+        int, typer.Option(help="Episodes per task of the success measure stored in the record (0: skip).")
+    ] = 50,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train the goal-reaching ant that drives the local AntMaze generator, and export it."""
     if steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {steps}")
+    if measure_episodes < 0:
+        raise ConfigError(f"--measure-episodes must be >= 0, got {measure_episodes}")
     seed_list(seed, 1)
     from fdivrl import walker
     from fdivrl import walker_train as W
@@ -596,8 +601,14 @@ def data_walker(
         "seed": seed,
         "train_score": summary.get("score"),
     }
-    path = W.export(out, walker_file or walker.DEFAULT_WALKER_PATH, record)
+    path = W.export(out, walker_file or walker.DEFAULT_WALKER_PATH, record, measure_episodes)
     console.print(f"walker written to {path} (score over the last evaluations: {summary.get('score')})")
+    for task, result in walker.load_walker(path).record.get("measured", {}).items():
+        verdict = "meets" if result["meets_bar"] else "misses"
+        console.print(
+            f"{task}: the waypoint controller reached the goal in {result['success_rate']:.0%} of "
+            f"{result['episodes']} episodes ({verdict} the bar of {result['bar']:.0%})"
+        )
 
 
 @app.command()

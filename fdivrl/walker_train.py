@@ -58,9 +58,17 @@ def actor_params(run_dir: Path, hidden: tuple[int, ...] = WALKER_HIDDEN) -> tupl
     return jax.tree_util.tree_map_with_path(leaf, template), ckpt.step
 
 
-def export(run_dir: Path, path: Path, record: dict[str, Any]) -> Path:
+def export(run_dir: Path, path: Path, record: dict[str, Any], measure_episodes: int = 0) -> Path:
+    """Write the run's newest actor as a walker file; with ``measure_episodes`` > 0 its record also
+    holds :func:`measure`'s success per task (the figures a user reads before trusting it)."""
     params, step = actor_params(run_dir)
-    return walker.save_walker(path, params["params"], WALKER_HIDDEN, False, {**record, "checkpoint_step": step})
+    record = {**record, "checkpoint_step": step}
+    if measure_episodes > 0:
+        policy = walker.WalkerPolicy(params["params"], WALKER_HIDDEN, False, record, walker.GOAL_CLIP)
+        keep = ("success_rate", "episodes", "seed", "bar", "meets_bar", "mean_steps_to_success", "flipped")
+        measured = measure(policy, episodes=measure_episodes)
+        record["measured"] = {task: {key: result[key] for key in keep} for task, result in measured.items()}
+    return walker.save_walker(path, params["params"], WALKER_HIDDEN, False, record)
 
 
 def measure(

@@ -34,9 +34,14 @@ def test_walker_is_an_online_run_and_exports_its_actor(tmp_path):
     assert cfg.env == walker.ENV_ID and cfg.per_type == "uniform" and cfg.learner.grad_penalty == 0.0
     summary = train_online(cfg, tmp_path / "run")
     assert summary["status"] == "finished" and summary["env"] == walker.ENV_ID
-    path = W.export(tmp_path / "run", tmp_path / "walker.npz", {"command": "test", "seed": 0})
+    path = W.export(tmp_path / "run", tmp_path / "walker.npz", {"command": "test", "seed": 0}, measure_episodes=1)
     policy = walker.load_walker(path)
     assert policy.record["checkpoint_step"] == 40 and policy.record["command"] == "test"
+    measured = policy.record["measured"]
+    assert set(measured) == set(W.QUALITY_BAR)
+    for task, result in measured.items():
+        assert result["episodes"] == 1 and result["bar"] == W.QUALITY_BAR[task]
+        assert result["meets_bar"] == (result["success_rate"] >= result["bar"])
     params, _ = W.actor_params(tmp_path / "run")
     obs, delta = np.zeros((3, walker.ANT_OBS_DIM), np.float32), np.ones((3, 2), np.float32)
     direct = np.tanh(
