@@ -445,8 +445,16 @@ def compare(
         "results"
     ),
     metric: Annotated[
-        str, typer.Option(help="Final score compared: d4rl_score, normalized_score_x100, mean_return, success_rate.")
+        str, typer.Option(help="Score compared: d4rl_score, normalized_score_x100, mean_return, success_rate.")
     ] = "d4rl_score",
+    score: Annotated[
+        str,
+        typer.Option(
+            help="Each seed's score: auto = offline runs their final evaluation, online/finetune runs the mean of "
+            "each seed's last N evaluations (N = online.score_last, as ROER reports); final = every run's final "
+            "evaluation; last = the mean of the last N evaluations (runs without it are skipped)."
+        ),
+    ] = "auto",
     out: Annotated[
         Path | None, typer.Option(help="Where tables and plots go (default <results>/compare/<A>_vs_<B>...).")
     ] = None,
@@ -466,13 +474,13 @@ def compare(
         raise ConfigError("compare needs at least two per_types, e.g. `fdivrl compare KL JS`")
     if reps < 100:
         raise ConfigError(f"--reps must be >= 100, got {reps}")
-    comparison = K.compare(results, chosen, metric=metric, reps=reps, seed=seed)
+    comparison = K.compare(results, chosen, metric=metric, reps=reps, seed=seed, score=score)
     files = K.write_files(comparison, out or results / "compare" / "_vs_".join(chosen))
     if json_out:
         print(json.dumps({**comparison.to_json(), "files": [str(f) for f in files]}))
         return
     for title, (headers, rows) in (
-        (f"final {metric}: 95% stratified-bootstrap CIs", K.statistics_rows(comparison)),
+        (f"{metric} ({K.score_description(comparison)}): 95% stratified-bootstrap CIs", K.statistics_rows(comparison)),
         ("probability of improvement P(X > Y)", K.improvement_rows(comparison)),
         ("run directories", K.runs_rows(comparison)),
     ):

@@ -1,8 +1,12 @@
 """`fdivrl compare`: rliable-style statistics and plots of per_types from the runs under a results directory.
 
-Scores are the final evaluation of each seed. A task is a (dataset or env, mode) pair; the
-aggregate over tasks uses only the tasks every compared per_type has runs on (stratified
-bootstrap needs the same tasks on both sides), and says which tasks it left out.
+Each seed contributes one score, chosen by ``score`` (``--score``): "final" is its final evaluation,
+"last" the mean of its last N evaluations (N = online.score_last; summary.json's score.per_seed, the
+protocol ROER reports for online runs), and "auto" (the default) takes "last" for online and finetune
+runs that have it and "final" otherwise (offline runs, older online runs). The tables and stats.json say
+which score every used run contributed. A task is a (dataset or env, mode) pair; the aggregate over
+tasks uses only the tasks every compared per_type has runs on (stratified bootstrap needs the same tasks
+on both sides), and says which tasks it left out.
 """
 
 from __future__ import annotations
@@ -23,14 +27,17 @@ SCORE_METRICS = ("d4rl_score", "normalized_score_x100", "mean_return", "success_
 # the optimality gap's threshold: the top of the score's scale (none for returns)
 GAMMA = {"d4rl_score": 100.0, "normalized_score_x100": 100.0, "success_rate": 1.0}
 AGGREGATE = "all tasks"
+SCORE_PROTOCOLS = results.SCORE_PROTOCOLS
 
 
 @dataclass(frozen=True)
 class Comparison:
     per_types: tuple[str, ...]
     metric: str
+    score: str
+    """The score protocol asked for: "auto", "final" or "last" (see the module docstring)."""
     scores: dict[str, dict[str, np.ndarray]]
-    """task -> per_type -> final scores, one per seed."""
+    """task -> per_type -> scores, one per seed (each used run's per `run_score`)."""
     per_task: dict[str, dict[str, dict[str, stats.Estimate]]]
     """task (and AGGREGATE) -> per_type -> statistic -> estimate."""
     improvement: dict[str, dict[str, stats.Estimate]]
@@ -44,6 +51,8 @@ class Comparison:
         return {
             "per_types": list(self.per_types),
             "metric": self.metric,
+            "score": self.score,
+            "score_description": score_description(self),
             "ci": "95% percentile interval, stratified bootstrap over runs within tasks (rliable)",
             "statistics": {
                 t: {p: {s: e.to_dict() for s, e in by_stat.items()} for p, by_stat in by_type.items()}
@@ -56,21 +65,48 @@ class Comparison:
             "scores": {t: {p: v.tolist() for p, v in by_type.items()} for t, by_type in self.scores.items()},
             "notes": list(self.notes),
             "used": [
-                {"path": str(r.path), "per_type": r.per_type, "task": task_label(r), "seeds": list(r.final)}
+                {
+                    "path": str(r.path),
+                    "per_type": r.per_type,
+                    "task": task_label(r),
+                    "seeds": list(r.scores(self.metric, self.score)),
+                    "score": self.run_score(r),
+                }
                 for r in self.used
             ],
             "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
         }
+
+    def run_score(self, run: results.Run) -> str:
+        """Which score `run` contributes: "final evaluation" or "mean of the last N evaluations"."""
+        return describe_score(run, self.metric, self.score)
 
 
 def task_label(run: results.Run) -> str:
     return run.task if run.mode == "offline" else f"{run.task} ({run.mode})"
 
 
+def describe_score(run: results.Run, metric: str, score: str) -> str:
+    if run.protocol(metric, score) == "last":
+        return f"mean of the last {run.n_evaluations} evaluations"
+    return "final evaluation"
+
+
+def score_description(c: Comparison) -> str:
+    """What a seed's score is over the used runs, e.g. "final evaluation" or, when the runs differ,
+    "final evaluation (offline); mean of the last 10 evaluations (finetune, online)"."""
+    modes: dict[str, set[str]] = {}
+    for run in c.used:
+        modes.setdefault(c.run_score(run), set()).add(run.mode)
+    if len(modes) == 1:
+        return next(iter(modes))
+    return "; ".join(f"{what} ({', '.join(sorted(m))})" for what, m in sorted(modes.items()))
+
+
 def select(
-    scan: results.Scan, per_types: tuple[str, ...], metric: str
+    scan: results.Scan, per_types: tuple[str, ...], metric: str, score: str = "auto"
 ) -> tuple[list[results.Run], list[results.Skipped]]:
-    """The runs to compare; every other run directory is skipped with its reason."""
+    """The runs to compare, scored by protocol `score`; every other run directory is skipped with its reason."""
     used: list[results.Run] = []
     skipped = list(scan.skipped)
     taken: dict[tuple[str, str, int], Path] = {}
@@ -78,9 +114,14 @@ def select(
         if run.per_type not in per_types:
             skipped.append(results.Skipped(run.path, f"per_type {run.per_type} is not compared"))
             continue
-        scores = run.scores(metric)
+        scores = run.scores(metric, score)
         if not scores:
-            skipped.append(results.Skipped(run.path, f"no final {metric} in summary.json"))
+            missing = (
+                f"per-seed mean of the last evaluations ({metric})"
+                if run.protocol(metric, score) == "last"
+                else f"final {metric}"
+            )
+            skipped.append(results.Skipped(run.path, f"no {missing} in summary.json"))
             continue
         try:
             for log in (runs.EVAL_FILE, runs.METRICS_FILE):
@@ -101,17 +142,26 @@ def select(
 
 
 def compare(
-    results_dir: Path, per_types: tuple[str, ...], metric: str = "d4rl_score", reps: int = 10_000, seed: int = 0
+    results_dir: Path,
+    per_types: tuple[str, ...],
+    metric: str = "d4rl_score",
+    reps: int = 10_000,
+    seed: int = 0,
+    score: str = "auto",
 ) -> Comparison:
-    """Statistics of every compared per_type per task and over tasks, from the runs on disk."""
+    """Statistics of every compared per_type per task and over tasks, from the runs on disk; `score` picks
+    each seed's score ("auto", "final" or "last", see the module docstring)."""
     if metric not in SCORE_METRICS:
         raise ConfigError(f"--metric {metric!r} is not valid; choose one of: {', '.join(SCORE_METRICS)}")
+    if score not in SCORE_PROTOCOLS:
+        raise ConfigError(f"--score {score!r} is not valid; choose one of: {', '.join(SCORE_PROTOCOLS)}")
     if not Path(results_dir).is_dir():
         raise ConfigError(f"--results {results_dir} is not a directory")
-    used, skipped = select(results.scan(results_dir), per_types, metric)
+    used, skipped = select(results.scan(results_dir), per_types, metric, score)
     scores: dict[str, dict[str, list[float]]] = {}
     for run in used:
-        scores.setdefault(task_label(run), {}).setdefault(run.per_type, []).extend(run.scores(metric).values())
+        by_type = scores.setdefault(task_label(run), {})
+        by_type.setdefault(run.per_type, []).extend(run.scores(metric, score).values())
     absent = [p for p in per_types if not any(p in by for by in scores.values())]
     if absent:
         found = f" (skipped {len(skipped)} run director{'y' if len(skipped) == 1 else 'ies'})" if skipped else ""
@@ -146,7 +196,16 @@ def compare(
         if by_task:
             improvement[f"{x} > {y}"] = by_task
     return Comparison(
-        per_types, metric, arrays, per_task, improvement, common, tuple(notes), tuple(used), tuple(skipped)
+        per_types=per_types,
+        metric=metric,
+        score=score,
+        scores=arrays,
+        per_task=per_task,
+        improvement=improvement,
+        aggregate_tasks=common,
+        notes=tuple(notes),
+        used=tuple(used),
+        skipped=tuple(skipped),
     )
 
 
@@ -176,7 +235,14 @@ def improvement_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
 
 
 def runs_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
-    rows = [["used", str(r.path), f"{r.per_type} on {task_label(r)}, seeds {list(r.final)}"] for r in c.used]
+    rows = [
+        [
+            "used",
+            str(r.path),
+            f"{r.per_type} on {task_label(r)}, seeds {list(r.scores(c.metric, c.score))}: {c.run_score(r)}",
+        ]
+        for r in c.used
+    ]
     rows += [["skipped", str(s.path), s.reason] for s in c.skipped]
     return ["", "run directory", "what / why"], rows
 
@@ -189,7 +255,9 @@ def write_files(c: Comparison, out: Path, reps: int = 2_000) -> list[Path]:
         ("Probability of improvement", improvement_rows(c)),
         ("Runs", runs_rows(c)),
     ]
-    md = f"# {' vs '.join(c.per_types)}: final {c.metric}\n\n95% CIs: stratified bootstrap, percentile method.\n"
+    md = f"# {' vs '.join(c.per_types)}: {c.metric}, {score_description(c)}\n\n"
+    md += f"Scores: --score {c.score} (the runs table says which score each run contributed). "
+    md += "95% CIs: stratified bootstrap, percentile method.\n"
     for title, (headers, rows) in sections:
         md += f"\n## {title}\n\n" + results.markdown_table(headers, rows)
     if c.notes:

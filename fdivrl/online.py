@@ -451,16 +451,26 @@ def _evals_by_step(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def _score(evals_all: list[list[dict[str, Any]]], last: int) -> dict[str, float] | None:
-    """ROER's score: per seed the mean of the last `last` evaluations, then the mean over seeds."""
+def _score(evals_all: list[list[dict[str, Any]]], last: int) -> dict[str, Any] | None:
+    """ROER's score: per seed the mean of the last `last` evaluations, then the mean over seeds.
+
+    "per_seed" holds each seed's means ({"seed": s, key: mean}) for every score key that all of that seed's
+    last evaluations carry; the top-level "mean_return" and "d4rl_score" are their means over seeds.
+    """
     if not evals_all:
         return None
+    keys = ("d4rl_score", "normalized_score_x100", "mean_return", "success_rate")
     tail = evals_all[-last:]
-    out = {"n_evaluations": float(len(tail))}
+    by_seed: dict[int, list[dict[str, Any]]] = {}
+    for evals in tail:
+        for e in evals:
+            by_seed.setdefault(int(e["seed"]), []).append(e)
+    per_seed = [
+        {"seed": s} | {key: float(np.mean([e[key] for e in es])) for key in keys if all(key in e for e in es)}
+        for s, es in sorted(by_seed.items())
+    ]
+    out: dict[str, Any] = {"n_evaluations": float(len(tail))}
     for key in ("mean_return", "d4rl_score"):
-        per_seed: dict[int, list[float]] = {}
-        for evals in tail:
-            for e in evals:
-                per_seed.setdefault(e["seed"], []).append(e[key])
-        out[key] = float(np.mean([np.mean(v) for v in per_seed.values()]))
+        out[key] = float(np.mean([p[key] for p in per_seed]))
+    out["per_seed"] = per_seed
     return out

@@ -12,7 +12,7 @@ import io
 import json
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ from fdivrl import runs
 from fdivrl.errors import FdivrlError
 
 SCORE_KEYS = ("d4rl_score", "normalized_score_x100", "mean_return", "success_rate")
+SCORE_PROTOCOLS = ("auto", "final", "last")
+"""Which score a seed contributes: "final" its final evaluation, "last" the mean of its last N evaluations
+(ROER's protocol, summary.json's score.per_seed), "auto" "last" for online and finetune runs that have it."""
 PRIORITY_KEYS = ("priority_weight_mean", "priority_weight_min", "priority_weight_max", "priority_ess_frac")
 
 
@@ -39,9 +42,26 @@ class Run:
     """True for a local stand-in dataset, False for minari's D4RL data, None when no dataset."""
     final: dict[int, dict[str, float]]
     """Seed -> final evaluation scores (the keys of SCORE_KEYS it has)."""
+    last: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Seed -> mean of its last `n_evaluations` evaluations (the keys of SCORE_KEYS it has); empty when
+    summary.json has no score.per_seed (offline runs, runs written before it existed)."""
+    n_evaluations: int | None = None
+    """How many evaluations each of `last` averages; None when `last` is empty."""
 
-    def scores(self, metric: str) -> dict[int, float]:
-        return {s: e[metric] for s, e in self.final.items() if metric in e}
+    def protocol(self, metric: str, protocol: str = "auto") -> str:
+        """The protocol, "final" or "last", that `protocol` means for this run and `metric`: "auto" is "last"
+        for online and finetune runs that have the last-N mean of `metric`, else "final"."""
+        if protocol not in SCORE_PROTOCOLS:
+            raise ValueError(f"score protocol {protocol!r} is not one of {', '.join(SCORE_PROTOCOLS)}")
+        if protocol == "auto":
+            has_last = any(metric in e for e in self.last.values())
+            return "last" if self.mode in ("online", "finetune") and has_last else "final"
+        return protocol
+
+    def scores(self, metric: str, protocol: str = "final") -> dict[int, float]:
+        """Seed -> `metric` under `protocol` (see SCORE_PROTOCOLS); seeds without it are left out."""
+        source = self.last if self.protocol(metric, protocol) == "last" else self.final
+        return {s: e[metric] for s, e in source.items() if metric in e}
 
 
 @dataclass(frozen=True)
@@ -101,6 +121,12 @@ def load_run(path: Path) -> Run:
     try:
         per_seed = (summary.get("final_eval") or {}).get("per_seed") or []
         final = {int(e["seed"]): {k: float(e[k]) for k in SCORE_KEYS if k in e} for e in per_seed}
+        score = summary.get("score") or {}
+        last_per_seed = score.get("per_seed") or []
+        last = {int(e["seed"]): {k: float(e[k]) for k in SCORE_KEYS if k in e} for e in last_per_seed}
+        n_evaluations = int(score["n_evaluations"]) if last else None
+        if n_evaluations is not None and n_evaluations < 1:
+            raise ValueError(f"score.n_evaluations is {n_evaluations}")
         data = summary.get("data") or config.get("data") or {}
         mode = str(config.get("mode", summary.get("mode", "offline")))
         task = config.get("env") if mode == "online" and config.get("env") else config.get("dataset")
@@ -114,6 +140,8 @@ def load_run(path: Path) -> Run:
             seeds=tuple(int(s) for s in summary["seeds"]),
             is_standin=data.get("is_local_standin"),
             final=final,
+            last=last,
+            n_evaluations=n_evaluations,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptRun(f"summary.json is malformed ({type(exc).__name__}: {exc})") from exc

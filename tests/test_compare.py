@@ -17,12 +17,24 @@ import pytest
 from fdivrl import compare as K
 from fdivrl import runs
 from fdivrl.cli import main
+from fdivrl.errors import ConfigError
+from fdivrl.results import scan
 
 TASK_A, TASK_B, TASK_C = "fdivrl/antmaze/umaze-v1", "fdivrl/antmaze/medium-play-v1", "D4RL/antmaze/large-play-v1"
 
 
-def write_run(path: Path, per_type: str, task: str, finals: dict[int, float], mode: str = "offline", **summary) -> Path:
-    """A finished run: two evaluations and two priority records per seed, final scores `finals`."""
+def write_run(
+    path: Path,
+    per_type: str,
+    task: str,
+    finals: dict[int, float],
+    mode: str = "offline",
+    last: dict[int, float] | None = None,
+    n_last: int = 10,
+    **summary,
+) -> Path:
+    """A finished run: two evaluations and two priority records per seed, final scores `finals`; with `last`,
+    summary.json also carries score.per_seed (seed -> mean of its last `n_last` evaluations), as online runs do."""
     seeds = sorted(finals)
     config = {"per_type": per_type, "mode": mode, "dataset": task, "preset": "quick", "seeds": seeds}
     with runs.RunDir.create(path, config, seeds={"seeds": seeds}) as run:
@@ -37,6 +49,13 @@ def write_run(path: Path, per_type: str, task: str, finals: dict[int, float], mo
                 run.log_eval({"step": step, "seed": s, "d4rl_score": score, "mean_return": score / 100})
         per_seed = [{"step": 20, "seed": s, "d4rl_score": v, "mean_return": v / 100} for s, v in finals.items()]
         record = {"status": "finished", "per_type": per_type, "mode": mode, "dataset": task, "steps": 20}
+        if last is not None:
+            record["score"] = {
+                "n_evaluations": float(n_last),
+                "mean_return": sum(last.values()) / len(last) / 100,
+                "d4rl_score": sum(last.values()) / len(last),
+                "per_seed": [{"seed": s, "d4rl_score": v, "mean_return": v / 100} for s, v in last.items()],
+            }
         run.write_summary({**record, "seeds": seeds, "final_eval": {"per_seed": per_seed}, **summary})
     return path
 
@@ -148,6 +167,104 @@ def test_modes_are_separate_tasks(results):
     assert c.scores[TASK_A]["KL"].tolist() == [100.0, 0.0]
 
 
+def with_online_runs(root: Path) -> Path:
+    """Online KL and finetune JS runs on task A whose last-N means differ from their final evaluations."""
+    write_run(root / "on" / "KL", "KL", TASK_A, {0: 90.0, 1: 10.0}, mode="online", last={0: 60.0, 1: 20.0})
+    write_run(root / "ft" / "JS", "JS", TASK_A, {5: 50.0}, mode="finetune", last={5: 30.0}, n_last=4)
+    return root
+
+
+ONLINE_A, FINETUNE_A = f"{TASK_A} (online)", f"{TASK_A} (finetune)"
+
+
+def test_auto_scores_online_and_finetune_runs_by_their_last_evaluations(results, tmp_path):
+    c = K.compare(with_online_runs(results), ("KL", "JS"), reps=200)
+    assert c.score == "auto"
+    assert c.scores[ONLINE_A]["KL"].tolist() == [60.0, 20.0]
+    assert c.scores[FINETUNE_A]["JS"].tolist() == [30.0]
+    assert c.scores[TASK_A]["KL"].tolist() == [100.0, 0.0]  # offline: the final evaluation
+    assert c.per_task[ONLINE_A]["KL"]["mean"].value == pytest.approx(40.0)
+
+    report = c.to_json()
+    assert report["score"] == "auto"
+    used = {Path(u["path"]).relative_to(results).as_posix(): u for u in report["used"]}
+    assert used["on/KL"]["score"] == "mean of the last 10 evaluations" and used["on/KL"]["seeds"] == [0, 1]
+    assert used["ft/JS"]["score"] == "mean of the last 4 evaluations"
+    assert used["a/KL"]["score"] == "final evaluation"
+    assert report["score_description"] == (
+        "final evaluation (offline); mean of the last 10 evaluations (online); "
+        "mean of the last 4 evaluations (finetune)"
+    )
+
+    K.write_files(c, tmp_path / "out", reps=200)
+    md = (tmp_path / "out" / "stats.md").read_text()
+    title = md.splitlines()[0]
+    assert title.startswith("# KL vs JS: d4rl_score, ") and "mean of the last 10 evaluations (online)" in title
+    assert "--score auto" in md
+    online_row = next(line for line in md.splitlines() if "on/KL" in line)
+    assert "mean of the last 10 evaluations" in online_row
+    assert "final evaluation" in next(line for line in md.splitlines() if "/a/KL" in line)
+
+
+def test_final_and_last_protocols(results):
+    with_online_runs(results)
+    final = K.compare(results, ("KL", "JS"), reps=200, score="final")
+    assert final.scores[ONLINE_A]["KL"].tolist() == [90.0, 10.0]
+    assert final.scores[FINETUNE_A]["JS"].tolist() == [50.0]
+    assert final.scores[TASK_A]["KL"].tolist() == [100.0, 0.0]
+    assert {u["score"] for u in final.to_json()["used"]} == {"final evaluation"}
+    assert final.to_json()["score"] == "final"
+
+    last = K.compare(results, ("KL", "JS"), reps=200, score="last")
+    assert last.scores == {ONLINE_A: {"KL": pytest.approx([60.0, 20.0])}, FINETUNE_A: {"JS": pytest.approx([30.0])}}
+    reasons = {s.path.relative_to(results).as_posix(): s.reason for s in last.skipped}
+    missing = "no per-seed mean of the last evaluations (d4rl_score) in summary.json"
+    assert reasons == {p: missing for p in ("a/KL", "a/JS", "deeper/made/by-train", "b/JS", "c/KL")}
+    assert last.to_json()["score_description"] == (
+        "mean of the last 10 evaluations (online); mean of the last 4 evaluations (finetune)"
+    )
+
+
+def test_online_runs_without_last_evaluations(results):
+    """An older online run (no score.per_seed) is scored by its final evaluation under auto, skipped under last."""
+    write_run(results / "old" / "KL", "KL", TASK_A, {0: 70.0}, mode="online")
+    write_run(results / "on" / "JS", "JS", TASK_A, {0: 80.0}, mode="online", last={0: 40.0})
+    c = K.compare(results, ("KL", "JS"), reps=200)
+    assert c.scores[ONLINE_A] == {"KL": pytest.approx([70.0]), "JS": pytest.approx([40.0])}
+    assert c.run_score(next(r for r in c.used if r.path.name == "KL" and r.mode == "online")) == "final evaluation"
+
+    used, skipped = K.select(scan(results), ("KL", "JS"), "d4rl_score", "last")
+    assert [r.path.relative_to(results).as_posix() for r in used] == ["on/JS"]
+    reasons = {s.path.relative_to(results).as_posix(): s.reason for s in skipped}
+    assert reasons["old/KL"] == "no per-seed mean of the last evaluations (d4rl_score) in summary.json"
+    with pytest.raises(ConfigError, match="no finished runs of KL under"):  # no KL run has them
+        K.compare(results, ("KL", "JS"), reps=200, score="last")
+    # under final the message names the final evaluation, as before
+    write_run(results / "noeval" / "KL", "KL", TASK_A, {3: 1.0}, mode="online", final_eval=None)
+    c = K.compare(results, ("KL", "JS"), reps=200, score="final")
+    assert {s.path.relative_to(results).as_posix(): s.reason for s in c.skipped}["noeval/KL"] == (
+        "no final d4rl_score in summary.json"
+    )
+
+
+@pytest.mark.parametrize(
+    "score",
+    [
+        {"n_evaluations": 10.0, "per_seed": [{"seed": 0, "d4rl_score": "high"}]},
+        {"n_evaluations": 10.0, "per_seed": [{"d4rl_score": 1.0}]},
+        {"n_evaluations": 10.0, "per_seed": {"0": {"d4rl_score": 1.0}}},
+        {"per_seed": [{"seed": 0, "d4rl_score": 1.0}]},
+        {"n_evaluations": 0.0, "per_seed": [{"seed": 0, "d4rl_score": 1.0}]},
+        [1, 2],
+    ],
+)
+def test_malformed_last_evaluation_scores_make_the_run_corrupt(results, score):
+    write_run(results / "bad" / "KL", "KL", TASK_A, {0: 5.0}, mode="online", score=score)
+    c = K.compare(results, ("KL", "JS"), reps=200)
+    reasons = {s.path.relative_to(results).as_posix(): s.reason for s in c.skipped}
+    assert reasons["bad/KL"].startswith("corrupt: summary.json is malformed"), reasons
+
+
 def cli(argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
@@ -176,6 +293,7 @@ def test_cli(results, tmp_path):
         (["compare", "KL", "JS", "--results", "/nonexistent/dir"], "is not a directory"),
         (["compare", "KL", "chi2"], "no finished runs of chi2 under"),
         (["compare", "KL", "JS", "--metric", "speed"], "--metric 'speed' is not valid"),
+        (["compare", "KL", "JS", "--score", "best"], "--score 'best' is not valid; choose one of: auto, final, last"),
         (["compare", "KL", "JS", "--reps", "5"], "--reps must be >= 100"),
     ],
 )
@@ -184,3 +302,25 @@ def test_user_errors_are_one_line(argv, needle, results):
         argv = [*argv, "--results", str(results)]
     code, _, err = cli(argv)
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_cli_score_option(results, tmp_path):
+    with_online_runs(results)
+    base = ["compare", "KL", "JS", "--results", str(results), "--out", str(tmp_path / "o"), "--reps", "200"]
+    code, out, err = cli([*base, "--json"])
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["score"] == "auto" and report["scores"][ONLINE_A]["KL"] == [60.0, 20.0]
+
+    code, out, err = cli([*base, "--score", "final", "--json"])
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["score"] == "final" and report["scores"][ONLINE_A]["KL"] == [90.0, 10.0]
+
+    code, out, err = cli([*base, "--score", "last", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["scores"] == {ONLINE_A: {"KL": [60.0, 20.0]}, FINETUNE_A: {"JS": [30.0]}}
+
+    code, out, err = cli([*base, "--score", "final"])
+    assert code == 0, err
+    assert "d4rl_score (final evaluation): 95%" in out and "final d4rl_score" not in out

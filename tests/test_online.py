@@ -17,7 +17,7 @@ from fdivrl import minari_data, runs
 from fdivrl.cli import main
 from fdivrl.errors import ConfigError
 from fdivrl.learner import Batch, Learner, LearnerConfig, to_batch
-from fdivrl.online import env_info, gym_env_info, prefill, train_online
+from fdivrl.online import _score, env_info, gym_env_info, prefill, train_online
 from fdivrl.replay import ReplayConfig
 
 
@@ -228,3 +228,32 @@ def test_online_presets_carry_roer_settings():
     ft = C.preset_config("paper", "D4RL/antmaze/umaze-v1", "KL", mode="finetune")
     assert (ft.divergence.beta, ft.divergence.min_clip, ft.steps, ft.eval_episodes) == (0.4, 10.0, 2_000_000, 100)
     assert LearnerConfig().grad_penalty == 0.0 and ReplayConfig().mode == "weight"
+
+
+def test_score_is_the_mean_of_each_seeds_last_evaluations():
+    """ROER's score from hand-built evaluations: 12 evaluation steps of seeds 3 and 7, the last 10 count."""
+
+    def record(step: int, seed: int) -> dict:
+        d4rl = 10.0 * step + seed  # seed 3 at steps 3..12: mean 75 + 3; seed 7: 75 + 7
+        rec = {"step": step, "seed": seed, "d4rl_score": d4rl, "mean_return": 2.0 * d4rl, "success_rate": d4rl / 100}
+        if seed == 3:
+            rec["normalized_score_x100"] = float(step)
+        elif step == 12:
+            rec["normalized_score_x100"] = 1.0  # seed 7 has it only in its final evaluation: left out
+        return rec
+
+    evals_all = [[record(step, seed) for seed in (3, 7)] for step in range(1, 13)]
+    score = _score(evals_all, last=10)
+    assert score["n_evaluations"] == 10
+    per_seed = {e["seed"]: e for e in score["per_seed"]}
+    assert [e["seed"] for e in score["per_seed"]] == [3, 7]
+    assert per_seed[3] == pytest.approx(
+        {"seed": 3, "d4rl_score": 78.0, "mean_return": 156.0, "success_rate": 0.78, "normalized_score_x100": 7.5}
+    )
+    assert per_seed[7] == pytest.approx({"seed": 7, "d4rl_score": 82.0, "mean_return": 164.0, "success_rate": 0.82})
+    # the top-level means ROER reports are the means over seeds of the per-seed values
+    assert score["d4rl_score"] == pytest.approx(np.mean([78.0, 82.0]))
+    assert score["mean_return"] == pytest.approx(np.mean([156.0, 164.0]))
+    assert json.loads(json.dumps(score)) == score  # summary.json-ready
+    assert _score([], last=10) is None
+    assert _score(evals_all[:4], last=10)["per_seed"][0]["d4rl_score"] == pytest.approx(25.0 + 3)
