@@ -608,6 +608,7 @@ def data_walker(
         "steps": steps,
         "seed": seed,
         "train_score": summary.get("score"),
+        "env_steps_per_s": summary.get("env_steps_per_s"),  # of the last (possibly resumed) segment
     }
     path = W.export(out, walker_file or walker.DEFAULT_WALKER_PATH, record, measure_episodes)
     console.print(f"walker written to {path} (score over the last evaluations: {summary.get('score')})")

@@ -155,3 +155,18 @@ def test_missing_or_broken_walker_file_is_a_one_line_dataset_error(tmp_path):
     broken.write_bytes(b"not a zip")
     with pytest.raises(DatasetError, match="not a readable walker file"):
         walker.load_walker(broken)
+
+
+def test_shipped_walker_loads_says_how_it_was_made_and_runs_batched():
+    policy = walker.load_walker()  # the package's own file
+    record = policy.record
+    assert record["command"].startswith("fdivrl data walker") and record["seed"] == 0
+    assert record["checkpoint_step"] == record["steps"]  # the run's last checkpoint, not a picked one
+    assert set(record["measured"]) == {"umaze", "medium-play"}
+    for measured in record["measured"].values():
+        assert measured["episodes"] >= 50 and measured["meets_bar"] == (measured["success_rate"] >= measured["bar"])
+    rng = np.random.default_rng(0)
+    ant_obs = rng.normal(size=(16, walker.ANT_OBS_DIM)).astype(np.float32)
+    actions = policy(ant_obs, rng.normal(scale=4.0, size=(16, 2)).astype(np.float32))
+    assert actions.shape == (16, walker.ACT_DIM) and np.all(np.isfinite(actions)) and np.all(np.abs(actions) <= 1)
+    assert len({a.tobytes() for a in actions}) == 16  # one call, sixteen different inputs and answers
