@@ -483,25 +483,31 @@ class Checkpoint:
     leaves: list[dict[str, Any]] = field(repr=False)
     arrays: list[np.ndarray] = field(repr=False)
 
-    def restore(self, template: Any) -> Any:
+    def restore(self, template: Any, prefix: str = "") -> Any:
         """A pytree shaped like ``template`` holding the saved values.
 
         The template decides structure and leaf types (jax array, numpy array, numpy or Python
         scalar, typed PRNG key); a stored leaf whose path, shape or dtype differs raises, since
-        that means the checkpoint belongs to a different model or config.
+        that means the checkpoint belongs to a different model or config. With ``prefix`` (a
+        stored path such as ``"['state'].actor.params"``) only the subtree under it is restored,
+        e.g. one network out of a whole run's state.
         """
         import jax
         import jax.numpy as jnp
 
         flat, treedef = jax.tree_util.tree_flatten_with_path(template)
-        if len(flat) != len(self.leaves):
+        stored = list(zip(self.leaves, self.arrays, strict=True))
+        if prefix:
+            stored = [(e, a) for e, a in stored if e["path"].startswith(prefix)]
+        if len(flat) != len(stored):
+            where = f" under {prefix}" if prefix else ""
             raise FdivrlError(
-                f"checkpoint {self.path.name} has {len(self.leaves)} leaves but the model has {len(flat)}; "
+                f"checkpoint {self.path.name} has {len(stored)} leaves{where} but the model has {len(flat)}; "
                 "it was written by a different model or config"
             )
         values = []
-        for (key_path, ref), entry, arr in zip(flat, self.leaves, self.arrays, strict=True):
-            name = jax.tree_util.keystr(key_path)
+        for (key_path, ref), (entry, arr) in zip(flat, stored, strict=True):
+            name = prefix + jax.tree_util.keystr(key_path)
             if name != entry["path"]:
                 raise FdivrlError(f"checkpoint {self.path.name} stores {entry['path']} where the model has {name}")
             kind = _leaf_kind(ref)

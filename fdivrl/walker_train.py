@@ -38,24 +38,17 @@ def walker_config(steps: int = WALKER_STEPS, seed: int = 0) -> C.TrainConfig:
 
 
 def actor_params(run_dir: Path, hidden: tuple[int, ...] = WALKER_HIDDEN) -> tuple[Any, int]:
-    """The first seed's actor parameters in a run's newest checkpoint, and its step."""
+    """The (single) seed's actor parameters in a run's newest checkpoint, and its step."""
     ckpt = runs.latest_checkpoint(Path(run_dir) / "checkpoints")
     if ckpt is None:
         raise FdivrlError(f"{run_dir} holds no readable checkpoint to export a walker from")
     template = Actor(hidden, walker.ACT_DIM).init(jax.random.PRNGKey(0), np.zeros((1, walker.OBS_DIM), np.float32))
-    stored = {e["path"]: a for e, a in zip(ckpt.leaves, ckpt.arrays, strict=True)}
-    prefix = "['state'].actor.params"
-
-    def leaf(path: Any, ref: Any) -> np.ndarray:
-        name = prefix + jax.tree_util.keystr(path)
-        if name not in stored:
-            raise FdivrlError(f"checkpoint {ckpt.path.name} has no {name}: not a walker run of hidden {hidden}")
-        arr = stored[name][0]  # seed axis
-        if arr.shape != ref.shape:
-            raise FdivrlError(f"checkpoint {ckpt.path.name}: {name} has shape {arr.shape}, expected {ref.shape}")
-        return arr
-
-    return jax.tree_util.tree_map_with_path(leaf, template), ckpt.step
+    one_seed = jax.tree_util.tree_map(lambda x: np.zeros((1, *x.shape), x.dtype), template)  # runs stack seeds
+    try:
+        params = ckpt.restore(one_seed, prefix="['state'].actor.params")
+    except FdivrlError as err:
+        raise FdivrlError(f"not a one-seed walker run of hidden {hidden}: {err}") from None
+    return jax.tree_util.tree_map(lambda x: x[0], params), ckpt.step
 
 
 def export(run_dir: Path, path: Path, record: dict[str, Any], measure_episodes: int = 0) -> Path:

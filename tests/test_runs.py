@@ -364,6 +364,19 @@ def test_checkpoint_mismatch_raises(tmp_path: Path) -> None:
         ckpt.restore({"a": np.zeros(3, np.float32), "c": jnp.zeros(2)})
 
 
+def test_checkpoint_restores_one_subtree_by_prefix(tmp_path: Path) -> None:
+    saved = _state(1)
+    save_checkpoint(tmp_path, 3, saved)
+    ckpt = latest_checkpoint(tmp_path)
+    params = ckpt.restore(_state(0)["actor"].params, prefix="['actor'].params")
+    _assert_tree_equal(params, saved["actor"].params)
+    np.testing.assert_array_equal(ckpt.restore(np.zeros(5, np.int32), prefix="['counts']"), saved["counts"])
+    with pytest.raises(FdivrlError, match=r"0 leaves under \['critic'\]"):
+        ckpt.restore(_state(0)["actor"].params, prefix="['critic']")
+    with pytest.raises(FdivrlError, match="shape"):
+        ckpt.restore(np.zeros(4, np.int32), prefix="['counts']")
+
+
 def test_keep_last_n(tmp_path: Path) -> None:
     for step in (10, 20, 30, 40):
         save_checkpoint(tmp_path, step, {"s": jnp.int32(step)}, keep=2)
