@@ -381,7 +381,8 @@ class ScoreTable:
     def legend(self) -> list[str]:
         """What the columns mean, and where every published number comes from."""
         lines = [f"{METRIC_LABELS[m][0]}: {METRIC_LABELS[m][1]}" for m in self.metrics]
-        lines.append("cells: each seed's final evaluation, mean ± half-width of the Student-t 95% CI over seeds (n)")
+        per_seed = "final evaluation" if self.mode == "offline" else "mean of its last evaluations (ROER)"
+        lines.append(f"cells: each seed's {per_seed}, mean ± half-width of the Student-t 95% CI over seeds (n)")
         lines += [f"{c['name']}* (published): {c['source']}" for c in self.references]
         if self.references:
             lines.append("published numbers are on the original D4RL data; stand-in and local rows are not comparable")
@@ -472,7 +473,7 @@ def _cell(group: Group, metrics: Sequence[str], outcome: GroupResult | None) -> 
         return Cell({}, 0, note)
     estimates = {}
     for m in metrics:
-        values = list(run.scores(m).values())
+        values = list(run.scores(m, "auto").values())  # online/finetune: ROER's mean of the last evaluations
         if values:
             estimates[m] = stats.t_interval(values)
     return Cell(estimates, len(run.final), "" if estimates else "no final evaluation")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from fdivrl import __version__
 from fdivrl import divergences as D
-from fdivrl.errors import ConfigError, FdivrlError
+from fdivrl.errors import ConfigError, DatasetError, FdivrlError
 
 app = typer.Typer(
     name="fdivrl",
@@ -238,30 +239,46 @@ def resolve_default_dataset(quiet: bool = False) -> str:
     """The real D4RL umaze if present locally, else the local stand-in, generated on first use.
 
     Generation uses the shipped walker and `fdivrl data antmaze umaze`'s defaults (1M steps), so
-    the embedded default runs on a machine that cannot download minari's data."""
-    from fdivrl import minari_data
+    the embedded default runs on a machine that cannot download minari's data. A process that finds
+    another one generating it waits for that one and uses its dataset."""
+    from fdivrl import antmaze_gen, minari_data
     from fdivrl.config import DEFAULT_DATASET, LOCAL_DEFAULT_DATASET
-
-    present = set(minari_data.local_datasets())
-    if DEFAULT_DATASET in present:
-        return DEFAULT_DATASET
-    if LOCAL_DEFAULT_DATASET in present:
-        err_console.print(f"[yellow]{DEFAULT_DATASET} is not present locally: using {LOCAL_DEFAULT_DATASET}")
-        return LOCAL_DEFAULT_DATASET
-    from fdivrl.antmaze_gen import DEFAULT_STEPS, REF_EPISODES
-    from fdivrl.mazes import get_task
     from fdivrl.walker import load_walker
 
-    task = get_task("umaze")
-    policy = load_walker()  # DatasetError (one line) when the package lacks its walker
-    err_console.print(
-        f"[yellow]{DEFAULT_DATASET} is not present locally (download it with minari, or pass --dataset): "
-        f"generating the local stand-in {LOCAL_DEFAULT_DATASET} once with the shipped walker, "
-        f"{DEFAULT_STEPS:,} steps (`fdivrl data antmaze umaze` does the same) ..."
-    )
-    make_standin(task.name, DEFAULT_STEPS, 0, policy, 10, REF_EPISODES, overwrite=False, quiet=quiet)
-    err_console.print(f"[green]wrote {LOCAL_DEFAULT_DATASET} under {minari_data.datasets_root()}")
+    if DEFAULT_DATASET in minari_data.local_datasets():
+        return DEFAULT_DATASET
+    waiting = False
+    while LOCAL_DEFAULT_DATASET not in minari_data.local_datasets():
+        try:
+            policy = load_walker()
+        except DatasetError as err:
+            raise DatasetError(
+                f"{DEFAULT_DATASET} is not present locally (`minari download {DEFAULT_DATASET}`, or pass --dataset) "
+                f"and the local stand-in cannot be generated: {err}"
+            ) from None
+        if not waiting:
+            err_console.print(
+                f"[yellow]{DEFAULT_DATASET} is not present locally (download it with minari, or pass --dataset): "
+                f"generating the local stand-in {LOCAL_DEFAULT_DATASET} once with the shipped walker, "
+                f"{antmaze_gen.DEFAULT_STEPS:,} steps (`fdivrl data antmaze umaze` does the same) ..."
+            )
+        try:
+            make_standin("umaze", antmaze_gen.DEFAULT_STEPS, 0, policy, 10, antmaze_gen.REF_EPISODES, False, quiet)
+        except antmaze_gen.GenerationBusy:
+            if not waiting:
+                err_console.print("[yellow]another fdivrl process is generating it: waiting for that one")
+            waiting = True
+            time.sleep(WAIT_POLL_S)
+        except antmaze_gen.DatasetExists:
+            pass  # another process finished it just now
+        else:
+            err_console.print(f"[green]wrote {LOCAL_DEFAULT_DATASET} under {minari_data.datasets_root()}")
+            return LOCAL_DEFAULT_DATASET
+    err_console.print(f"[yellow]{DEFAULT_DATASET} is not present locally: using {LOCAL_DEFAULT_DATASET}")
     return LOCAL_DEFAULT_DATASET
+
+
+WAIT_POLL_S = 5.0
 
 
 class RichReporter:
@@ -452,7 +469,8 @@ def compare(
         typer.Option(
             help="Each seed's score: auto = offline runs their final evaluation, online/finetune runs the mean of "
             "each seed's last N evaluations (N = online.score_last, as ROER reports); final = every run's final "
-            "evaluation; last = the mean of the last N evaluations (runs without it are skipped)."
+            "evaluation; last = the mean of the last N evaluations (runs without it are skipped). Online runs "
+            "written before fdivrl stored per-seed means fall back to their final evaluation under auto."
         ),
     ] = "auto",
     out: Annotated[

@@ -178,6 +178,10 @@ def compare(
         for t, by in arrays.items()
         if t not in common
     ]
+    for t in arrays:
+        rules = {describe_score(run, metric, score) for run in used if task_label(run) == t}
+        if len(rules) > 1:
+            notes.append(f"{t}: runs scored by different rules ({'; '.join(sorted(rules))}), compare with care")
     if common:
         per_task[AGGREGATE] = {
             p: stats.aggregate_estimates([arrays[t][p] for t in common], gamma, reps, seed=seed) for p in per_types

@@ -111,7 +111,7 @@ class DatasetInfo:
         without them, or whose reference policy did no better than random (equal scores), is still
         trainable; its evaluations just carry no normalized score."""
         low, high = self.ref_min_score, self.ref_max_score
-        if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)) or low == high:
+        if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)) or high <= low:
             return None, None
         return low, high
 

@@ -498,7 +498,7 @@ class Checkpoint:
         flat, treedef = jax.tree_util.tree_flatten_with_path(template)
         stored = list(zip(self.leaves, self.arrays, strict=True))
         if prefix:
-            stored = [(e, a) for e, a in stored if e["path"].startswith(prefix)]
+            stored = [(e, a) for e, a in stored if _under(e["path"], prefix)]
         if len(flat) != len(stored):
             where = f" under {prefix}" if prefix else ""
             raise FdivrlError(
@@ -536,6 +536,11 @@ class Checkpoint:
                     value = np.array(arr, copy=True)
             values.append(value)
         return jax.tree_util.tree_unflatten(treedef, values)
+
+
+def _under(path: str, prefix: str) -> bool:
+    """Is the stored leaf ``path`` inside the subtree ``prefix`` (ending at a key boundary)?"""
+    return path == prefix or (path.startswith(prefix) and path[len(prefix)] in ".[")
 
 
 def _check_shape(path: Path, name: str, got: tuple[int, ...], want: tuple[int, ...]) -> None:

@@ -232,6 +232,8 @@ def test_online_runs_without_last_evaluations(results):
     c = K.compare(results, ("KL", "JS"), reps=200)
     assert c.scores[ONLINE_A] == {"KL": pytest.approx([70.0]), "JS": pytest.approx([40.0])}
     assert c.run_score(next(r for r in c.used if r.path.name == "KL" and r.mode == "online")) == "final evaluation"
+    assert any(n.startswith(f"{ONLINE_A}: runs scored by different rules") for n in c.notes)
+    assert not any("different rules" in n and not n.startswith(ONLINE_A) for n in c.notes)
 
     used, skipped = K.select(scan(results), ("KL", "JS"), "d4rl_score", "last")
     assert [r.path.relative_to(results).as_posix() for r in used] == ["on/JS"]

@@ -73,9 +73,12 @@ def test_missing_walker_file_is_one_line(tmp_path, capsys):
     assert code != 0 and "fdivrl data walker" in err and "Traceback" not in err
 
 
-def test_train_default_generates_the_umaze_standin_on_first_use(tmp_path, monkeypatch, capsys):
-    """No D4RL umaze and no stand-in: `fdivrl train` makes fdivrl/antmaze/umaze-v1 with the
-    package's walker, says so, trains on it, and uses it without regenerating the next time."""
+TINY_TRAIN = ["train", "--per-type", "KL", "--steps", "4", "--chunk", "2", "--eval-every", "4", "--eval-episodes", "1"]
+
+
+@pytest.fixture
+def first_use(tmp_path, monkeypatch):
+    """An empty minari root, a random-init walker as the package's, and a 300-step default stand-in."""
     from fdivrl import antmaze_gen
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
@@ -85,7 +88,13 @@ def test_train_default_generates_the_umaze_standin_on_first_use(tmp_path, monkey
     walker.save_walker(walker.DEFAULT_WALKER_PATH, params, W.WALKER_HIDDEN, False, {"command": "random init"})
     monkeypatch.setattr(antmaze_gen, "DEFAULT_STEPS", 300)
     monkeypatch.setattr(antmaze_gen, "REF_EPISODES", 1)
-    argv = ["train", "--per-type", "KL", "--steps", "4", "--chunk", "2", "--eval-every", "4", "--eval-episodes", "1"]
+    return tmp_path / "datasets"
+
+
+def test_train_default_generates_the_umaze_standin_on_first_use(first_use, tmp_path, capsys):
+    """No D4RL umaze and no stand-in: `fdivrl train` makes fdivrl/antmaze/umaze-v1 with the
+    package's walker, says so, trains on it, and uses it without regenerating the next time."""
+    argv = TINY_TRAIN
     code, _, err = cli([*argv, "--out", str(tmp_path / "run"), "--quiet"], capsys)
     assert code == 0, err
     assert "generating the local stand-in fdivrl/antmaze/umaze-v1" in err
@@ -97,11 +106,35 @@ def test_train_default_generates_the_umaze_standin_on_first_use(tmp_path, monkey
     assert "generating" not in err and "using fdivrl/antmaze/umaze-v1" in err
 
 
+def test_train_default_waits_for_another_process_generating_it(first_use, tmp_path, monkeypatch, capsys):
+    """A second `fdivrl train` on a fresh machine waits for the first one's stand-in and trains on it."""
+    from fdivrl import antmaze_gen
+    from fdivrl import cli as cli_module
+    from fdivrl.runs import RunLock
+
+    staging = first_use / antmaze_gen.STAGING_DIR
+    staging.mkdir(parents=True)
+    other = RunLock(staging / "fdivrl__antmaze__umaze-v1.lock").acquire()  # the other process
+    naps: list[float] = []
+
+    def other_process_finishes(seconds: float) -> None:
+        naps.append(seconds)
+        other.release()
+        antmaze_gen.generate("umaze", 200, 5, walker.load_walker(), n_envs=2, ref_episodes=1)
+
+    monkeypatch.setattr(cli_module.time, "sleep", other_process_finishes)
+    code, _, err = cli([*TINY_TRAIN, "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert code == 0, err
+    assert naps == [cli_module.WAIT_POLL_S] and "waiting for that one" in err
+    assert minari.load_dataset("fdivrl/antmaze/umaze-v1").total_steps == 200  # the other process's
+
+
 def test_train_default_without_data_or_walker_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
     monkeypatch.setattr(walker, "DEFAULT_WALKER_PATH", tmp_path / "none.npz")
     code, _, err = cli(["train", "--steps", "4"], capsys)
-    assert code != 0 and "fdivrl data walker" in err and "Traceback" not in err
+    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "minari download D4RL/antmaze/umaze-v1" in err and "fdivrl data walker" in err
     # a bad option is reported before anything is generated
     code, _, err = cli(["train", "--beta", "-1"], capsys)
     assert code != 0 and "beta must be > 0" in err and "walker" not in err

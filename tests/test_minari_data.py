@@ -85,7 +85,7 @@ def test_load_tiny_antmaze_shapes_and_info(tiny_dataset_id: str) -> None:
 def test_reference_scores_only_when_they_define_a_normalized_score(tiny_dataset_id: str) -> None:
     _, info = md.load(tiny_dataset_id)
     assert info.reference_scores == (0.0, 1.0)
-    for low, high in ((0.0, 0.0), (None, 1.0), (0.0, None), (0.0, float("nan")), (float("-inf"), 1.0)):
+    for low, high in ((0.0, 0.0), (2.0, 1.0), (None, 1.0), (0.0, None), (0.0, float("nan")), (float("-inf"), 1.0)):
         changed = dataclasses.replace(info, ref_min_score=low, ref_max_score=high)
         assert changed.reference_scores == (None, None), (low, high)
 

@@ -371,6 +371,9 @@ def test_checkpoint_restores_one_subtree_by_prefix(tmp_path: Path) -> None:
     params = ckpt.restore(_state(0)["actor"].params, prefix="['actor'].params")
     _assert_tree_equal(params, saved["actor"].params)
     np.testing.assert_array_equal(ckpt.restore(np.zeros(5, np.int32), prefix="['counts']"), saved["counts"])
+    save_checkpoint(tmp_path / "names", 1, {"w": np.ones(2, np.float32), "w_ema": np.zeros(3, np.float32)})
+    named = latest_checkpoint(tmp_path / "names")
+    np.testing.assert_array_equal(named.restore(np.zeros(2, np.float32), prefix="['w']"), np.ones(2))  # not w_ema
     with pytest.raises(FdivrlError, match=r"0 leaves under \['critic'\]"):
         ckpt.restore(_state(0)["actor"].params, prefix="['critic']")
     with pytest.raises(FdivrlError, match="shape"):
