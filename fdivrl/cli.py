@@ -550,10 +550,17 @@ def data_antmaze(
         if value < 1:
             raise ConfigError(f"{option} must be >= 1, got {value}")
     seed_list(seed, 1)
-    from fdivrl.walker import load_walker
+    from fdivrl.walker import DEFAULT_WALKER_PATH, load_walker
 
     policy = load_walker(walker_file)
     summary = make_standin(task, steps, seed, policy, envs, ref_episodes, overwrite, quiet or json_out)
+    measured = policy.record.get("measured", {})
+    summary["walker"] = {
+        "file": str(walker_file or DEFAULT_WALKER_PATH),
+        "command": policy.record.get("command"),
+        "checkpoint_step": policy.record.get("checkpoint_step"),
+        "measured_success": {t: m.get("success_rate") for t, m in measured.items()},
+    }
     if json_out:
         print(json.dumps(summary))
         return
@@ -563,6 +570,8 @@ def data_antmaze(
     for key, value in summary.items():
         if isinstance(value, int | float | str) and not isinstance(value, bool):
             table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    for t, rate in summary["walker"]["measured_success"].items():
+        table.add_row(f"walker success on {t} (its record)", f"{rate:.2f}")
     console.print(table)
 
 

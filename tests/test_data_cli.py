@@ -60,6 +60,7 @@ def test_data_antmaze_writes_a_loadable_standin(tmp_path, monkeypatch, capsys):
     assert code == 0, err
     summary = json.loads(out)
     assert summary["dataset_id"] == "fdivrl/antmaze/umaze-v1" and summary["steps"] == 400
+    assert summary["walker"]["file"] == str(walker_file) and summary["walker"]["measured_success"] == {}
     assert minari.load_dataset("fdivrl/antmaze/umaze-v1").total_steps == 400
     _, info = minari_data.load("fdivrl/antmaze/umaze-v1")
     assert info.is_local_standin and (info.obs_dim, info.act_dim) == (31, 8)
