@@ -1,4 +1,5 @@
 """Run fdivrl from a checkout: `python cli.py --help`."""
+
 from fdivrl.cli import main
 
 main()

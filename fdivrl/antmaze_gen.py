@@ -483,7 +483,7 @@ def plot_visitation(visits: np.ndarray, task: MazeTask, path: Path, title: str) 
     maze = eval_map(task)
     rows, cols = map_shape(maze)
     half_x, half_y = cols * MAZE_SIZE_SCALING / 2, rows * MAZE_SIZE_SCALING / 2
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * cols, 0.6 + 0.7 * rows))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 + 0.7 * cols), 0.6 + 0.7 * rows))
     image = ax.imshow(np.log1p(visits.T), origin="lower", extent=(-half_x, half_x, -half_y, half_y), cmap="viridis")
     half = MAZE_SIZE_SCALING / 2
     for i, row in enumerate(maze):
