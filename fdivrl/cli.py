@@ -218,6 +218,9 @@ def train(
     else:  # check every option before a first run spends minutes generating the default dataset
         build(C.DEFAULT_DATASET)
         cfg = build(resolve_default_dataset(quiet or json_out))
+    caveat = D.get(name).caveat
+    if caveat:
+        err_console.print(f"[yellow]note: {caveat}")
     reporter = RichReporter(quiet=quiet or json_out)
     if mode == "offline":
         from fdivrl.offline import default_out, train_offline

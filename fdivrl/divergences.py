@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -84,6 +84,8 @@ class Divergence:
 
     has_closed_form = False
     prioritized = True
+    caveat: ClassVar[str | None] = None
+    """What a user training with this per_type must know (printed by `fdivrl train`), or None."""
 
     def weight(self, z: Array, cfg: DivergenceConfig) -> Array:
         """Replay priority weight, capped at cfg.max_clip."""
@@ -162,6 +164,13 @@ class SeedJS(Divergence):
     Not the JS optimum (see JS-exact and theory.md §3); its value loss has no minimizer in V.
     Policy extraction uses the same scaled sigmoid weight, the seed's only weight function.
     """
+
+    caveat = (
+        "JS is the seed's heuristic, trained as specified: its value loss has no minimizer, so V climbs "
+        "without bound, the TD errors turn very negative and every sample gets the floor weight js_min: "
+        "priorities become uniform and the offline actor reduces to behaviour cloning. JS-exact is the "
+        "Jensen–Shannon optimum (`fdivrl divergences`)."
+    )
 
     def weight(self, z: Array, cfg: DivergenceConfig) -> Array:
         s = jax.nn.sigmoid(jnp.clip(z, -cfg.max_clip, cfg.max_clip))

@@ -258,3 +258,8 @@ def test_registry_is_case_insensitive_and_names_the_choices():
 def test_config_validation_names_the_bad_value(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         D.DivergenceConfig(**kwargs).validate()
+
+
+def test_only_the_seed_js_carries_a_caveat():
+    """`fdivrl train` prints a per_type's caveat; the seed's JS (no value-loss minimizer) is the one that needs it."""
+    assert {d.name for d in D.REGISTRY.values() if d.caveat} == {"JS"}
