@@ -248,17 +248,21 @@ def resolve_default_dataset(quiet: bool = False) -> str:
     from fdivrl.config import DEFAULT_DATASET, LOCAL_DEFAULT_DATASET
     from fdivrl.walker import load_walker
 
-    if DEFAULT_DATASET in minari_data.local_datasets():
+    present = minari_data.local_datasets()
+    if DEFAULT_DATASET in present:
         return DEFAULT_DATASET
+    if LOCAL_DEFAULT_DATASET in present:
+        err_console.print(f"[yellow]{DEFAULT_DATASET} is not present locally: using {LOCAL_DEFAULT_DATASET}")
+        return LOCAL_DEFAULT_DATASET
+    try:
+        policy = load_walker()
+    except DatasetError as err:
+        raise DatasetError(
+            f"{DEFAULT_DATASET} is not present locally (`minari download {DEFAULT_DATASET}`, or pass --dataset) "
+            f"and the local stand-in cannot be generated: {err}"
+        ) from None
     waiting = False
     while LOCAL_DEFAULT_DATASET not in minari_data.local_datasets():
-        try:
-            policy = load_walker()
-        except DatasetError as err:
-            raise DatasetError(
-                f"{DEFAULT_DATASET} is not present locally (`minari download {DEFAULT_DATASET}`, or pass --dataset) "
-                f"and the local stand-in cannot be generated: {err}"
-            ) from None
         if not waiting:
             err_console.print(
                 f"[yellow]{DEFAULT_DATASET} is not present locally (download it with minari, or pass --dataset): "
@@ -266,7 +270,10 @@ def resolve_default_dataset(quiet: bool = False) -> str:
                 f"{antmaze_gen.DEFAULT_STEPS:,} steps (`fdivrl data antmaze umaze` does the same) ..."
             )
         try:
-            make_standin("umaze", antmaze_gen.DEFAULT_STEPS, 0, policy, 10, antmaze_gen.REF_EPISODES, False, quiet)
+            make_standin(
+                "umaze", antmaze_gen.DEFAULT_STEPS, 0, policy, antmaze_gen.DEFAULT_N_ENVS, antmaze_gen.REF_EPISODES,
+                False, quiet,
+            )  # fmt: skip
         except antmaze_gen.GenerationBusy:
             if not waiting:
                 err_console.print("[yellow]another fdivrl process is generating it: waiting for that one")

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdivrl import evaluation, loggers, minari_data, runs
+from fdivrl import evaluation, loggers, minari_data, results, runs
 from fdivrl.config import TrainConfig
 from fdivrl.errors import ConfigError, DatasetError
 from fdivrl.learner import Batch, Learner, LearnerState, to_batch
@@ -459,14 +459,14 @@ def _score(evals_all: list[list[dict[str, Any]]], last: int) -> dict[str, Any] |
     """
     if not evals_all:
         return None
-    keys = ("d4rl_score", "normalized_score_x100", "mean_return", "success_rate")
     tail = evals_all[-last:]
     by_seed: dict[int, list[dict[str, Any]]] = {}
     for evals in tail:
         for e in evals:
             by_seed.setdefault(int(e["seed"]), []).append(e)
     per_seed = [
-        {"seed": s} | {key: float(np.mean([e[key] for e in es])) for key in keys if all(key in e for e in es)}
+        {"seed": s}
+        | {key: float(np.mean([e[key] for e in es])) for key in results.SCORE_KEYS if all(key in e for e in es)}
         for s, es in sorted(by_seed.items())
     ]
     out: dict[str, Any] = {"n_evaluations": float(len(tail))}
