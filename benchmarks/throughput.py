@@ -35,7 +35,7 @@ def synthetic_data(n: int, obs_dim: int = 31, act_dim: int = 8, seed: int = 0) -
     )
 
 
-def make_learner(per_type: str, mode: str, layer_norm: bool = True) -> Learner:
+def make_learner(per_type: str, mode: str, layer_norm: tuple[str, ...] = ("value",)) -> Learner:
     div = D.get(per_type)
     dcfg = D.DivergenceConfig(beta=2.0)
     rcfg = ReplayConfig(mode=mode, prioritized=div.prioritized, lower_clip=div.lower_clip(dcfg))
@@ -90,9 +90,14 @@ def main() -> None:
     out: dict[str, float] = {"n": args.n, "chunk": args.chunk}
     uniform = make_learner("uniform", "weight")
     out["updates_per_s_uniform"] = steps_per_s(uniform, data, [0], args.chunk, args.repeats)
-    # LayerNorm (XQL's offline setting, fdivrl's default) is cheap in FLOPs but its row reductions
-    # are slow on XLA CPU: measure the same update without it too
-    no_ln = make_learner("uniform", "weight", layer_norm=False)
+    # LayerNorm is cheap in FLOPs but its row reductions are slow on XLA CPU. fdivrl puts it on V
+    # only (XQL's offline setting); measure it on every network (fdivrl before 2026-12) and nowhere
+    every = make_learner("uniform", "weight", layer_norm=("actor", "critic", "value"))
+    out["updates_per_s_uniform_layernorm_everywhere"] = steps_per_s(every, data, [0], args.chunk, args.repeats)
+    out["layernorm_value_only_vs_everywhere"] = (
+        out["updates_per_s_uniform"] / out["updates_per_s_uniform_layernorm_everywhere"]
+    )
+    no_ln = make_learner("uniform", "weight", layer_norm=())
     out["updates_per_s_uniform_no_layernorm"] = steps_per_s(no_ln, data, [0], args.chunk, args.repeats)
     out["updates_per_s_weight"] = steps_per_s(make_learner("KL", "weight"), data, [0], args.chunk, args.repeats)
     out["updates_per_s_sample"] = steps_per_s(make_learner("KL", "sample"), data, [0], args.chunk, args.repeats)
@@ -100,11 +105,13 @@ def main() -> None:
     out["sample_vs_uniform"] = out["updates_per_s_uniform"] / out["updates_per_s_sample"]
     for k in (
         "updates_per_s_uniform",
+        "updates_per_s_uniform_layernorm_everywhere",
         "updates_per_s_uniform_no_layernorm",
         "updates_per_s_weight",
         "updates_per_s_sample",
     ):
         print(f"{k:28s} {out[k]:8.1f} steps/s")
+    print(f"{'LN on V only / everywhere':28s} {out['layernorm_value_only_vs_everywhere']:8.3f}")
     print(f"{'time ratio weight/uniform':28s} {out['weight_vs_uniform']:8.3f}")
     print(f"{'time ratio sample/uniform':28s} {out['sample_vs_uniform']:8.3f}   (target <= 1.15)")
 

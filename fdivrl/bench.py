@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fdivrl import activity, minari_data, results, runs, stats
 from fdivrl import config as C
 from fdivrl import divergences as D
-from fdivrl import minari_data, results, runs, stats
 from fdivrl.errors import ConfigError, DatasetError
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -154,12 +154,12 @@ def group_config(
 ) -> C.TrainConfig:
     """Preset for the target, the suite's per-task hyperparameters, then the caller's overrides.
 
-    The suite's min_clip is ROER's floor for KL's e^z weights and the KL-based baselines (as in
-    config.preset_config); other per_types keep their own lower clip as floor.
+    The suite's min_clip is ROER's floor for KL's e^z weights under the roer preset (as in
+    config.preset_config); otherwise every per_type keeps its own lower clip as floor.
     """
     div = D.get(per_type)
     hp = dict(target.hyperparameters)
-    if not C.uses_roer_floor(div):
+    if not C.uses_roer_floor(div, preset):
         hp.pop("min_clip", None)
     top: dict[str, Any] = {"seeds": tuple(seeds), **{k: overrides.get(k) for k in TRAIN_OVERRIDES}}
     online = mode == "online"
@@ -355,6 +355,8 @@ class Cell:
     estimates: dict[str, stats.Estimate]
     seeds: int
     note: str = ""
+    priorities: str = "–"
+    """fdivrl.activity's verdict: active, inactive (a floor artefact, not a result), uniform, ..."""
 
 
 @dataclass(frozen=True)
@@ -383,6 +385,7 @@ class ScoreTable:
         lines = [f"{METRIC_LABELS[m][0]}: {METRIC_LABELS[m][1]}" for m in self.metrics]
         per_seed = "final evaluation" if self.mode == "offline" else "mean of its last evaluations (ROER)"
         lines.append(f"cells: each seed's {per_seed}, mean ± half-width of the Student-t 95% CI over seeds (n)")
+        lines.append(f"INACTIVE marks a prioritized per_type whose priorities stayed uniform ({activity.RULE})")
         lines += [f"{c['name']}* (published): {c['source']}" for c in self.references]
         if self.references:
             lines.append("published numbers are on the original D4RL data; stand-in and local rows are not comparable")
@@ -400,20 +403,24 @@ class ScoreTable:
 
     def csv_rows(self) -> tuple[list[str], list[list[Any]]]:
         """Long format, numbers only: one row per (task, per_type or published column, metric)."""
-        headers = ["task", "data", "dataset", "per_type", "metric", "mean", "ci95_low", "ci95_high", "seeds", "note"]
+        headers = [
+            "task", "data", "dataset", "per_type", "metric", "mean", "ci95_low", "ci95_high", "seeds", "priorities",
+            "note",
+        ]  # fmt: skip
         rows: list[list[Any]] = []
         for target, cells in self.rows:
             head = [target.task, target.data, target.source]
             for p, c in cells.items():
                 for m in self.metrics:
                     e = c.estimates.get(m)
-                    rows.append([*head, p, m, *((e.value, e.low, e.high) if e else ("", "", "")), c.seeds, c.note])
+                    values = (e.value, e.low, e.high) if e else ("", "", "")
+                    rows.append([*head, p, m, *values, c.seeds, c.priorities, c.note])
             for col in self.references:
                 if target.task in col["scores"]:
                     ci = col.get("ci95", {}).get(target.task)
                     value = col["scores"][target.task]
                     low, high = (value - ci, value + ci) if ci is not None else ("", "")
-                    rows.append([*head, f"{col['name']} (published)", self.metrics[0], value, low, high, "", ""])
+                    rows.append([*head, f"{col['name']} (published)", self.metrics[0], value, low, high, "", "", ""])
         return headers, rows
 
     def to_json(self) -> dict[str, Any]:
@@ -431,6 +438,7 @@ class ScoreTable:
                         p: {
                             "seeds": c.seeds,
                             "note": c.note,
+                            "priorities": c.priorities,
                             **{m: e.to_dict() for m, e in c.estimates.items()},
                         }
                         for p, c in cells.items()
@@ -448,7 +456,8 @@ def format_cell(cell: Cell, metric: str) -> str:
     if e is None:
         return f"– ({cell.note})" if cell.note else "–"
     ci = "" if e.low != e.low else f" ± {(e.high - e.low) / 2:.1f}"  # NaN (one seed): no interval
-    return f"{e.value:.1f}{ci} (n={cell.seeds})"
+    flag = " INACTIVE" if cell.priorities.startswith("inactive") else ""
+    return f"{e.value:.1f}{ci} (n={cell.seeds}){flag}"
 
 
 def score_table(suite: Suite, mode: str, groups: Sequence[Group], outcomes: Sequence[GroupResult]) -> ScoreTable:
@@ -476,7 +485,7 @@ def _cell(group: Group, metrics: Sequence[str], outcome: GroupResult | None) -> 
         values = list(run.scores(m, "auto").values())  # online/finetune: ROER's mean of the last evaluations
         if values:
             estimates[m] = stats.t_interval(values)
-    return Cell(estimates, len(run.final), "" if estimates else "no final evaluation")
+    return Cell(estimates, len(run.final), "" if estimates else "no final evaluation", run.activity_status)
 
 
 def write_table(table: ScoreTable, results_dir: Path) -> list[str]:

@@ -95,7 +95,11 @@ def train(
     ] = None,
     env: Annotated[str | None, typer.Option(help="gymnasium env id (online), e.g. Hopper-v5.")] = None,
     preset: Annotated[
-        str, typer.Option(help="quick (minutes on 2 CPU cores) or paper (the published protocol).")
+        str,
+        typer.Option(
+            help="quick (minutes on 2 CPU cores), paper (the published protocol's length) or roer "
+            "(paper with ROER's exact weight floors and EMA)."
+        ),
     ] = "quick",
     steps: Annotated[int | None, typer.Option(help="Gradient steps (offline) or env steps (online).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
@@ -114,7 +118,10 @@ def train(
     priority_mode: Annotated[
         str, typer.Option(help="weight (ROER loss weights, uniform sampling) or sample (sum-tree sampling).")
     ] = "weight",
-    scheme: Annotated[str, typer.Option(help="Weight-mode update: avg (EMA, ROER default) or exp.")] = "avg",
+    scheme: Annotated[
+        str | None,
+        typer.Option(help="Weight-mode update: avg (EMA), exp or direct. Default: PER direct, the others avg."),
+    ] = None,
     ema: Annotated[float | None, typer.Option(help="EMA rate of the avg scheme (ROER's per_beta).")] = None,
     chunk: Annotated[
         int | None,
@@ -142,9 +149,12 @@ def train(
     """Train one per_type (one or several vmapped seeds) and write a run directory."""
     name = D.get(per_type).name
     mode = choice("--mode", mode, ("offline", "online", "finetune"))
-    preset = choice("--preset", preset, ("quick", "paper"))
-    priority_mode = choice("--priority-mode", priority_mode, ("weight", "sample"))
-    scheme = choice("--scheme", scheme, ("avg", "exp"))
+    from fdivrl import config as C
+    from fdivrl import replay as R
+
+    preset = choice("--preset", preset, C.PRESETS)
+    priority_mode = choice("--priority-mode", priority_mode, R.MODES)
+    scheme = None if scheme is None else choice("--scheme", scheme, R.SCHEMES)
     log = choice("--log", log, ("none", "tensorboard", "wandb"))
     seed_list(seed, seeds)
     checks = (
@@ -167,7 +177,6 @@ def train(
         raise ConfigError(f"--eval-episodes must be >= 0, got {eval_episodes}")
     if ema is not None and not 0 < ema <= 1:
         raise ConfigError(f"--ema must lie in (0, 1], got {ema}")
-    from fdivrl import config as C
 
     if mode == "online":
         if dataset:
@@ -346,6 +355,11 @@ def print_summary(summary: dict, run_dir: Path) -> None:
             f"score (mean over seeds of the last {score['n_evaluations']:.0f} evaluations): "
             f"return {score['mean_return']:.1f}, D4RL-style {score['d4rl_score']:.1f}"
         )
+    if summary.get("activity"):
+        from fdivrl import activity
+
+        for line in activity.describe(summary["activity"]):
+            console.print(line)
     console.print(f"run directory: {run_dir}")
 
 
@@ -357,7 +371,7 @@ def bench(
     ] = None,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
     seeds: Annotated[int, typer.Option(help="Seeds per (task, per_type), vmapped in one program.")] = 5,
-    preset: Annotated[str, typer.Option(help="quick or paper.")] = "quick",
+    preset: Annotated[str, typer.Option(help="quick, paper or roer (see fdivrl train --help).")] = "quick",
     mode: Annotated[
         str | None, typer.Option(help="offline or finetune (antmaze), online (mujoco); default: the suite's first.")
     ] = None,
@@ -392,11 +406,12 @@ def bench(
     are reported and left out. Tables: <results>/bench-<suite>-<mode>.{md,csv,json}.
     """
     from fdivrl import bench as B
+    from fdivrl import config as C
 
     suite = choice("suite", suite, SUITES)
     chosen = per_types(split_list(per_types_) or ["KL", "JS"])
     seed_ids = seed_list(seed, seeds)
-    preset = choice("--preset", preset, ("quick", "paper"))
+    preset = choice("--preset", preset, C.PRESETS)
     spec = B.load_suite(suite)
     mode = choice("--mode", mode or spec.modes[0], spec.modes)
     backend = choice("--backend", backend, ("local", "ray"))
@@ -509,6 +524,7 @@ def compare(
         return
     for title, (headers, rows) in (
         (f"{metric} ({K.score_description(comparison)}): 95% stratified-bootstrap CIs", K.statistics_rows(comparison)),
+        ("priority activity (final; range over seeds)", K.activity_rows(comparison)),
         ("probability of improvement P(X > Y)", K.improvement_rows(comparison)),
         ("run directories", K.runs_rows(comparison)),
     ):
@@ -520,6 +536,9 @@ def compare(
         console.print(rich_table)
     for note in comparison.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
+    from fdivrl.activity import RULE
+
+    console.print(f"priorities {RULE}: an inactive per_type trained with uniform replay")
     console.print(f"written: {', '.join(str(f) for f in files)}")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fdivrl import plots, results, runs, stats
+from fdivrl import activity, plots, results, runs, stats
 from fdivrl.errors import ConfigError
 
 STATISTICS = ("mean", "median", "iqm", "optimality_gap")
@@ -61,6 +61,8 @@ class Comparison:
             "probability_of_improvement": {
                 pair: {t: e.to_dict() for t, e in by_task.items()} for pair, by_task in self.improvement.items()
             },
+            "activity_rule": activity.RULE,
+            "activity": {t: {p: activity_status(self, t, p) for p in by} for t, by in self.per_task.items()},
             "aggregate_tasks": list(self.aggregate_tasks),
             "scores": {t: {p: v.tolist() for p, v in by_type.items()} for t, by_type in self.scores.items()},
             "notes": list(self.notes),
@@ -71,6 +73,8 @@ class Comparison:
                     "task": task_label(r),
                     "seeds": list(r.scores(self.metric, self.score)),
                     "score": self.run_score(r),
+                    "priorities": r.activity_status,
+                    "activity": {str(s): a for s, a in r.activity.items()},
                 }
                 for r in self.used
             ],
@@ -220,14 +224,54 @@ def fmt(e: stats.Estimate) -> str:
     return f"{e.value:.3g} [{e.low:.3g}, {e.high:.3g}]"
 
 
+def activity_status(c: Comparison, task: str, per_type: str) -> str:
+    """The activity verdict of a per_type's used runs on a task (on every aggregated task for AGGREGATE)."""
+    tasks = c.aggregate_tasks if task == AGGREGATE else (task,)
+    chosen = [r for r in c.used if r.per_type == per_type and task_label(r) in tasks]
+    if not chosen:
+        return "–"
+    merged = {(str(r.path), s): a for r in chosen for s, a in r.activity.items()}
+    return activity.status(chosen[0].prioritized, merged)
+
+
 def statistics_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     gap = "optimality_gap" in next(iter(next(iter(c.per_task.values())).values()))
-    headers = ["task", "per_type", "runs", "mean", "median", "IQM"] + (["optimality gap"] if gap else [])
+    headers = ["task", "per_type", "runs", "priorities", "mean", "median", "IQM"] + (["optimality gap"] if gap else [])
     rows = []
     for task, by_type in c.per_task.items():
         for p, est in by_type.items():
             n = sum(c.scores[t][p].size for t in c.aggregate_tasks) if task == AGGREGATE else c.scores[task][p].size
-            rows.append([task, p, str(n), *(fmt(est[s]) for s in STATISTICS if s in est)])
+            rows.append([task, p, str(n), activity_status(c, task, p), *(fmt(est[s]) for s in STATISTICS if s in est)])
+    return headers, rows
+
+
+def activity_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Per task and per_type: each seed's final ESS fraction, fractions at floor and cap, loss-weight spread."""
+    headers = ["task", "per_type", "priorities", "ESS fraction", "at floor", "at cap", "batch loss-weight CV"]
+    rows = []
+    for task in c.scores:
+        for p in c.scores[task]:
+            seeds = [a for r in c.used if r.per_type == p and task_label(r) == task for a in r.activity.values()]
+
+            def span(key: str, pct: bool = False, seeds: list = seeds) -> str:
+                vals = [a[key] * (100 if pct else 1) for a in seeds if key in a]
+                if not vals:
+                    return "–"
+                unit = "%" if pct else ""
+                lo, hi = min(vals), max(vals)
+                return f"{lo:.3g}{unit}" if lo == hi else f"{lo:.3g}–{hi:.3g}{unit}"
+
+            rows.append(
+                [
+                    task,
+                    p,
+                    activity_status(c, task, p),
+                    span("ess_frac"),
+                    span("floor_frac", True),
+                    span("cap_frac", True),
+                    span("loss_weight_cv"),
+                ]
+            )
     return headers, rows
 
 
@@ -256,12 +300,14 @@ def write_files(c: Comparison, out: Path, reps: int = 2_000) -> list[Path]:
     out = Path(out)
     sections = [
         ("Statistics", statistics_rows(c)),
+        ("Priority activity (final, range over seeds)", activity_rows(c)),
         ("Probability of improvement", improvement_rows(c)),
         ("Runs", runs_rows(c)),
     ]
     md = f"# {' vs '.join(c.per_types)}: {c.metric}, {score_description(c)}\n\n"
     md += f"Scores: --score {c.score} (the runs table says which score each run contributed). "
-    md += "95% CIs: stratified bootstrap, percentile method.\n"
+    md += "95% CIs: stratified bootstrap, percentile method. "
+    md += f"Priorities {activity.RULE}; an inactive per_type trained with uniform replay and is not ranked as itself.\n"
     for title, (headers, rows) in sections:
         md += f"\n## {title}\n\n" + results.markdown_table(headers, rows)
     if c.notes:

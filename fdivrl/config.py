@@ -21,7 +21,13 @@ ONLINE_CHUNK = 10
 """Env steps between fused update calls online: the policy acts with parameters at most this many
 updates old, and the host's per-call overhead is spread over as many updates."""
 LOCAL_DEFAULT_DATASET = "fdivrl/antmaze/umaze-v1"
-PRESETS = ("quick", "paper")
+PRESETS = ("quick", "paper", "roer")
+"""quick: minutes on 2 CPU cores; paper: the published protocol's length; roer: paper's length with
+ROER's exact replay settings (its weight floors and EMA), where floors can pin every weight."""
+QUICK_OFFLINE_STEPS = 50_000
+QUICK_OFFLINE_EMA = 0.2
+"""The avg scheme's λ_ema in a 50k-step offline run: an item of a 1M-transition dataset is visited
+~13 times (50k × 256 / 1M), so λ_ema × visits ≈ 2.6, as ROER's 0.01 over a 1M-step run."""
 
 # XQL's offline AntMaze temperature β and Gumbel clip per task (reference.md §2), and ROER's
 # AntMaze replay clips (reference.md §1: min_clip 10 on umaze, 1 elsewhere; max_clip 50).
@@ -137,9 +143,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def uses_roer_floor(div: D.Divergence) -> bool:
-    """ROER's min_clip is a floor tuned for KL's e^z weights (and the KL-based baselines)."""
-    return div is D.KL or isinstance(div, D.Baseline)
+def uses_roer_floor(div: D.Divergence, preset: str) -> bool:
+    """ROER's min_clip floor applies to KL's e^z weights under the roer preset only.
+
+    With ROER's 10 on umaze and MuJoCo every stored weight sits at the floor unless δ/β > log 10
+    (docs/presets.md), so quick and paper floor each per_type at its own lower clip instead; PER
+    has no floor in ROER's code."""
+    return preset == "roer" and div is D.KL
 
 
 def preset_config(
@@ -152,15 +162,16 @@ def preset_config(
         raise ConfigError(f"mode {mode!r} is not valid; choose one of: offline, online, finetune")
     div = D.get(per_type)
     task = antmaze_task(dataset or "")
-    paper = preset == "paper"
+    paper = preset != "quick"
     online = OnlineConfig()
+    ema = 0.01
     if mode == "offline":
         task_hp = ANTMAZE_TASKS.get(task or "", {"beta": 1.0, "gumbel_max_clip": 7.0, "min_clip": 1.0})
         hp = {**task_hp, "max_clip": 50.0}
-        # quick: ~195 updates/s on a 2-core CPU, about 4 minutes of updates plus evaluation
         steps, chunk, eval_every, eval_eps, final_eps = (
-            (1_000_000, 1000, 100_000, 100, 100) if paper else (50_000, 1000, 25_000, 10, 50)
+            (1_000_000, 1000, 100_000, 100, 100) if paper else (QUICK_OFFLINE_STEPS, 1000, 25_000, 10, 50)
         )
+        ema = 0.01 if paper else QUICK_OFFLINE_EMA
         learner = LearnerConfig(total_steps=steps)
     else:
         if mode == "online":
@@ -169,21 +180,24 @@ def preset_config(
         else:  # finetune: ROER's AntMaze protocol, the whole dataset in the buffer first
             hp = {**ANTMAZE_ONLINE, "min_clip": ANTMAZE_TASKS.get(task or "", {"min_clip": 1.0})["min_clip"]}
             steps, eval_every, eval_eps = (2_000_000, 10_000, 100) if paper else (50_000, 10_000, 10)
-            online = OnlineConfig(start_steps=0, buffer_size=2_000_000)
+            # ROER's code takes its 10k random steps in this protocol too
+            online = OnlineConfig(buffer_size=2_000_000)
         hp = {"gumbel_max_clip": 7.0, **hp}
         chunk, final_eps = ONLINE_CHUNK, eval_eps
         learner = LearnerConfig(
             total_steps=steps,
-            layer_norm=False,
-            cosine_actor_lr=False,
+            layer_norm=(),
             critic_loss="huber" if div.prioritized else "mse",
             grad_penalty=1.0,
         )
     div_cfg = D.DivergenceConfig(beta=hp["beta"], gumbel_max_clip=hp["gumbel_max_clip"], max_clip=hp["max_clip"])
-    # ROER's weight floor is tuned for KL's e^z (and the KL-based baselines). For the others a floor
-    # of 10 would pin every stored weight at 10 (the seed's JS weights never exceed 4x their mean):
-    # their floor is their own lower clip, so the down-weighting they specify survives.
-    div_cfg = dataclasses.replace(div_cfg, min_clip=hp["min_clip"] if uses_roer_floor(div) else div.lower_clip(div_cfg))
+    # Every per_type's floor is its own lower clip, so the down-weighting it specifies survives and an
+    # average item sits where new items start; ROER's floor only under the roer preset.
+    div_cfg = dataclasses.replace(
+        div_cfg, min_clip=hp["min_clip"] if uses_roer_floor(div, preset) else div.lower_clip(div_cfg)
+    )
+    # PER sets each priority to its fresh value (ROER's code: no EMA); the f-divergences average
+    replay_cfg = ReplayConfig(ema=ema, scheme="direct" if div.critic_priority else "avg")
     # with_overrides derives the replay's clips and lower clip from the divergence config
     return with_overrides(
         TrainConfig(
@@ -200,6 +214,7 @@ def preset_config(
             # r − 1 on any AntMaze data (IQL/XQL/ROER), tuned task or not
             reward_shift=-1.0 if "antmaze" in (dataset or "").lower() else 0.0,
             divergence=div_cfg,
+            replay=replay_cfg,
             learner=learner,
             online=online,
         )

@@ -3,7 +3,7 @@
 Each entry answers three questions as pure JAX functions of ``z = δ/β`` (usable under jit, vmap
 and grad): the replay priority weight, the per-sample value loss ``ℓ(z) = f*(z) − z`` whose
 minimizer over V is the multiplier λ, and the policy-extraction weight. The closed forms and the
-reasons for every clip are in ``shared/docs/theory.md``; the names below follow its table.
+reasons for every clip are in ``docs/theory.md``; the names below follow its table.
 
 Closed forms are written once, generic over the array namespace (``numpy`` for the float64
 normalization in :func:`optimal_ratio`, ``jax.numpy`` for training), so the optimum that is checked
@@ -39,7 +39,7 @@ class DivergenceConfig:
     max_clip: float = 50.0
     """Cap on priority weights. The seed's JS also clips z to ±max_clip, as it specifies."""
     min_clip: float = 1.0
-    """Floor of the stored loss weights in weight mode, and PER's LAP-style priority floor."""
+    """Floor of the stored loss weights in weight mode (ROER: 10 or 1 per task; 0 keeps every weight free)."""
     lower_clip: float | None = None
     """Lower clip of a fresh weight before the EMA update; None takes the per_type's default
     (1 for KL as in ROER, js_min_weight for JS, 0 where the optimum reaches 0)."""
@@ -84,6 +84,9 @@ class Divergence:
 
     has_closed_form = False
     prioritized = True
+    critic_priority: ClassVar[bool] = False
+    """Priorities from the critic's TD error |Q − target| (PER, as ROER's code) instead of the value
+    network's δ = r + γV(s') − V(s)."""
     caveat: ClassVar[str | None] = None
     """What a user training with this per_type must know (printed by `fdivrl train`), or None."""
 
@@ -96,7 +99,7 @@ class Divergence:
         raise NotImplementedError
 
     def loss_normalizer(self, z: Array, cfg: DivergenceConfig) -> Array:
-        """Positive batch scalar the value loss is divided by (under stop_gradient)."""
+        """Positive per-sample terms whose batch mean the value loss is divided by (under stop_gradient)."""
         raise NotImplementedError
 
     def policy_weight(self, z: Array, cfg: DivergenceConfig) -> Array:
@@ -110,11 +113,15 @@ class Divergence:
     def default_lower_clip(self, cfg: DivergenceConfig) -> float:
         return 0.0
 
-    def value_loss(self, q: Array, v: Array, cfg: DivergenceConfig) -> Array:
-        """Batch value loss on z = (Q − V)/β: the dual loss whose minimizer over V is λ(s)."""
+    def value_loss(self, q: Array, v: Array, cfg: DivergenceConfig, sample_w: Array | None = None) -> Array:
+        """Batch value loss on z = (Q − V)/β: the dual loss whose minimizer over V is λ(s).
+
+        ``sample_w`` weights each sample in both means (the buffer weights of a prioritized batch,
+        so the minimizer stays the buffer's multiplier); None means a uniform batch."""
         z = (q - v) / cfg.beta
-        norm = jax.lax.stop_gradient(self.loss_normalizer(z, cfg))
-        return jnp.mean(self.loss(z, cfg)) / norm
+        w = jnp.ones_like(z) if sample_w is None else sample_w
+        norm = jax.lax.stop_gradient(jnp.mean(w * self.loss_normalizer(z, cfg)))
+        return jnp.mean(w * self.loss(z, cfg)) / norm
 
 
 @dataclass(frozen=True)
@@ -129,13 +136,18 @@ class FDivergence(Divergence):
     """Convex conjugate f*(y)."""
     z_max: float = math.inf
     """Upper end of the domain of w*(z) (a pole), inf when unbounded."""
+    w_sup: float = math.inf
+    """Supremum of w*(z) (2 for sigmoid): a clip at or above it is never reached, so its z is +inf."""
     lower: float = 0.0
     """Default lower clip in weight mode."""
 
     has_closed_form = True
 
     def z_at(self, w: float) -> float:
-        """The z where w*(z) = w, i.e. f'(w); the clip points of weights and losses."""
+        """The z where w*(z) = w, i.e. f'(w); the clip points of weights and losses (+inf when w*
+        never reaches w, so the clip is a no-op)."""
+        if w >= self.w_sup:
+            return math.inf
         return float(self.f_prime(np.float64(w), np))
 
     def weight(self, z: Array, cfg: DivergenceConfig) -> Array:
@@ -148,7 +160,7 @@ class FDivergence(Divergence):
 
     def loss_normalizer(self, z: Array, cfg: DivergenceConfig) -> Array:
         zc = jnp.minimum(z, self.z_at(math.exp(cfg.gumbel_max_clip)))
-        return jnp.mean(jnp.maximum(1.0, self.ratio(zc, jnp)))
+        return jnp.maximum(1.0, self.ratio(zc, jnp))
 
     def policy_weight(self, z: Array, cfg: DivergenceConfig) -> Array:
         return self.ratio(jnp.minimum(z, self.z_at(cfg.policy_max_weight)), jnp)
@@ -182,7 +194,7 @@ class SeedJS(Divergence):
 
     def loss_normalizer(self, z: Array, cfg: DivergenceConfig) -> Array:
         zc = jnp.clip(z, -cfg.gumbel_max_clip, cfg.gumbel_max_clip)
-        return jnp.mean(jnp.maximum(0.5, jax.nn.sigmoid(zc)))
+        return jnp.maximum(0.5, jax.nn.sigmoid(zc))
 
     def policy_weight(self, z: Array, cfg: DivergenceConfig) -> Array:
         return self.weight(z, cfg)
@@ -279,6 +291,17 @@ HELLINGER = FDivergence(
     z_max=1.0,
 )
 
+SIGMOID = FDivergence(
+    name="sigmoid",
+    summary="the seed's σ-shaped weights with the divergence they are exactly optimal for: w* = 2σ(z)",
+    f=lambda w, xp: w * xp.log(w) + (2.0 - w) * xp.log(2.0 - w),
+    f_prime=lambda w, xp: xp.log(w / (2.0 - w)),
+    ratio=lambda z, xp: 1.0 + xp.tanh(z / 2.0),  # = 2σ(z), with finite gradients for any z
+    # 2·softplus(y) − 2 log 2; logaddexp stays finite for large |y| in both namespaces
+    conj=lambda y, xp: 2.0 * xp.logaddexp(0.0, y) - 2.0 * LOG2,
+    w_sup=2.0,
+)
+
 JS = SeedJS(name="JS", summary="the seed's JS: sigmoid priority in [js_min, js_max], softplus loss")
 
 UNIFORM = Uniform(
@@ -287,15 +310,23 @@ UNIFORM = Uniform(
     priority=lambda z, cfg: jnp.ones_like(z),
 )
 
-PER = Baseline(
+
+@dataclass(frozen=True)
+class CriticPriority(Baseline):
+    """A baseline whose priority is a function of the critic's TD error (classic PER)."""
+
+    critic_priority = True
+
+
+PER = CriticPriority(
     name="PER",
-    summary="baseline: |δ|^α with a LAP-style floor at min_clip; KL value loss",
-    # |δ| is kept off 0 so the gradient of |δ|^α (α < 1) stays finite where the floor wins anyway
-    priority=lambda z, cfg: jnp.maximum(jnp.maximum(jnp.abs(z * cfg.beta), 1e-12) ** cfg.per_alpha, cfg.min_clip),
+    summary="baseline: |δ_Q|^α of the critic's TD error, set directly (ROER's PER); KL value loss",
+    # |δ| is kept off 0 so that |δ|^α (α < 1) and its gradient stay finite
+    priority=lambda z, cfg: jnp.maximum(jnp.abs(z * cfg.beta), 1e-12) ** cfg.per_alpha,
 )
 
 REGISTRY: dict[str, Divergence] = {
-    d.name.lower(): d for d in (UNIFORM, PER, KL, JS, JS_EXACT, CHI2, NEYMAN, HELLINGER, REVERSE_KL)
+    d.name.lower(): d for d in (UNIFORM, PER, KL, JS, JS_EXACT, SIGMOID, CHI2, NEYMAN, HELLINGER, REVERSE_KL)
 }
 
 

@@ -37,25 +37,30 @@ from fdivrl.divergences import Divergence, DivergenceConfig
 from fdivrl.errors import ConfigError
 from fdivrl.networks import Actor, Critic, Value, sample_squashed, tanh_mean_logp
 
+NETWORKS = ("actor", "critic", "value")
+
 
 @dataclass(frozen=True)
 class LearnerConfig:
     """Network and optimizer hyperparameters (defaults: ROER/XQL's)."""
 
     hidden: tuple[int, ...] = (256, 256)
-    layer_norm: bool = True
-    """LayerNorm in every MLP (XQL's offline setting; keeps in-sample values bounded)."""
+    layer_norm: tuple[str, ...] = ("value",)
+    """Networks with LayerNorm after each hidden layer: any of actor, critic, value. XQL's offline
+    setting is the value network only (it keeps the in-sample V bounded); ROER online uses none."""
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     value_lr: float = 3e-4
-    cosine_actor_lr: bool = True
-    """Cosine-decay the actor learning rate over `total_steps` (XQL/IQL offline)."""
+    cosine_actor_lr: bool = False
+    """Cosine-decay the actor learning rate over `total_steps` (IQL's schedule; XQL's AntMaze
+    configs keep it flat, and a short run with the decay learns nothing: see docs/presets.md)."""
     total_steps: int = 1_000_000
     discount: float = 0.99
     tau: float = 0.005
     batch_size: int = 256
-    critic_loss: str = "mse"
-    """mse (XQL offline) or huber (ROER: Huber with delta `huber_delta`)."""
+    critic_loss: str = "huber"
+    """huber (XQL offline and ROER with priorities: Huber with delta `huber_delta`) or mse (ROER's
+    SAC without priorities)."""
     huber_delta: float = 20.0
     awr_temperature: float = 10.0
     """Policy weight = per_type policy_weight((Q − V)·awr_temperature); 10 as IQL/XQL on AntMaze."""
@@ -64,7 +69,7 @@ class LearnerConfig:
     target_entropy: float | None = None
     """Online SAC's entropy target; None means −|A|/2 (ROER)."""
     grad_penalty: float = 0.0
-    """λ_gp of the online critic's penalty mean(max(‖∇_a Q‖ − 1, 0)²); ROER's presets use 1."""
+    """λ_gp of the online critic's penalty Σ_heads mean(max(‖∇_a Q_h‖ − 1, 0)²) (ROER's form and default 1)."""
     value_noise: float = 0.1
     """Online value step: σ of the Gaussian smoothing noise on buffer actions (clipped at ±0.5)."""
 
@@ -82,6 +87,8 @@ class LearnerConfig:
             raise ConfigError("batch_size and total_steps must be >= 1")
         if self.grad_penalty < 0 or self.value_noise < 0:
             raise ConfigError("grad_penalty and value_noise must be >= 0")
+        if isinstance(self.layer_norm, str) or any(n not in NETWORKS for n in self.layer_norm):
+            raise ConfigError(f"layer_norm lists networks among {', '.join(NETWORKS)}; got {self.layer_norm!r}")
         if self.critic_loss not in ("mse", "huber"):
             raise ConfigError(f"critic_loss {self.critic_loss!r} is not valid; choose one of: mse, huber")
         return self
@@ -120,15 +127,15 @@ class Learner:
 
     @property
     def actor_def(self) -> Actor:
-        return Actor(self.cfg.hidden, self.act_dim, self.cfg.layer_norm)
+        return Actor(self.cfg.hidden, self.act_dim, "actor" in self.cfg.layer_norm)
 
     @property
     def critic_def(self) -> Critic:
-        return Critic(self.cfg.hidden, 2, self.cfg.layer_norm)
+        return Critic(self.cfg.hidden, 2, "critic" in self.cfg.layer_norm)
 
     @property
     def value_def(self) -> Value:
-        return Value(self.cfg.hidden, self.cfg.layer_norm)
+        return Value(self.cfg.hidden, "value" in self.cfg.layer_norm)
 
     def init(self, key: jax.Array, n_data: int, capacity: int | None = None, online: bool = False) -> LearnerState:
         """Fresh state for one seed; vmap it over keys for several seeds. `online` adds SAC's temperature."""
@@ -165,12 +172,15 @@ class Learner:
             return optax.huber_loss(err, delta=self.cfg.huber_delta)
         return err**2
 
-    def _value_step(self, value: TrainState, obs: jax.Array, q_targ: jax.Array) -> tuple[TrainState, dict]:
-        """V regresses on q_targ with the per_type's dual loss ℓ((Q − V)/β)."""
+    def _value_step(
+        self, value: TrainState, obs: jax.Array, q_targ: jax.Array, buffer_w: jax.Array
+    ) -> tuple[TrainState, dict]:
+        """V regresses on q_targ with the per_type's dual loss ℓ((Q − V)/β), each sample weighted
+        back to the buffer's distribution, so V stays the buffer's multiplier in both mechanisms."""
 
         def loss(params):
             v = self.value_def.apply(params, obs)
-            return self.div.value_loss(q_targ, v, self.div_cfg), v
+            return self.div.value_loss(q_targ, v, self.div_cfg, buffer_w), v
 
         (v_loss, v_old), grads = jax.value_and_grad(loss, has_aux=True)(value.params)
         return value.apply_gradients(grads=grads), {"value_loss": v_loss, "v_mean": v_old.mean()}
@@ -184,23 +194,34 @@ class Learner:
     def _priority_step(
         self, state: replay.ReplayState, idx: jax.Array, delta: jax.Array
     ) -> tuple[replay.ReplayState, dict]:
-        """weight(δ/β) of the fresh TD errors δ = r + γ·mask·V(s') − V(s), written back for idx."""
+        """weight(δ/β) of the fresh TD errors δ, written back for idx; δ = r + γ·mask·V(s') − V(s),
+        or the critic's TD error for a per_type with critic priorities (PER)."""
+        rc = self.replay_cfg
         raw = self.div.weight(delta / self.div_cfg.beta, self.div_cfg)
-        metrics = {"td_abs_mean": jnp.abs(delta).mean(), "priority_raw_mean": raw.mean(), "priority_raw_max": raw.max()}
-        return replay.update(state, idx, raw, self.replay_cfg), metrics
+        metrics = {
+            "td_abs_mean": jnp.abs(delta).mean(),
+            "priority_raw_mean": raw.mean(),
+            "priority_raw_max": raw.max(),
+            # fresh weights the clips cut: all at one clip means the priority carries no information
+            "priority_raw_lower_frac": jnp.mean(raw <= rc.lower_clip),
+            "priority_raw_cap_frac": jnp.mean(raw >= rc.max_clip),
+        }
+        return replay.update(state, idx, raw, rc), metrics
 
-    def _sample(self, state: LearnerState, data: Batch, key: jax.Array) -> tuple[jax.Array, jax.Array, Batch]:
-        idx, loss_w = replay.sample(state.replay, key, self.cfg.batch_size, self.replay_cfg)
-        return idx, loss_w, jax.tree_util.tree_map(lambda x: x[idx], data)
+    def _sample(
+        self, state: LearnerState, data: Batch, key: jax.Array
+    ) -> tuple[jax.Array, jax.Array, jax.Array, Batch]:
+        idx, loss_w, buffer_w = replay.sample_batch(state.replay, key, self.cfg.batch_size, self.replay_cfg)
+        return idx, loss_w, buffer_w, jax.tree_util.tree_map(lambda x: x[idx], data)
 
     def offline_step(self, state: LearnerState, data: Batch) -> tuple[LearnerState, dict[str, jax.Array]]:
         c, dc = self.cfg, self.div_cfg
         key, k_sample = jax.random.split(state.key)
-        idx, loss_w, b = self._sample(state, data, k_sample)
+        idx, loss_w, buffer_w, b = self._sample(state, data, k_sample)
 
         # 1. value: the dual loss on min Q_targ of dataset actions
         q_targ = self.critic_def.apply(state.target_critic, b.observations, b.actions).min(0)
-        value, v_metrics = self._value_step(state.value, b.observations, q_targ)
+        value, v_metrics = self._value_step(state.value, b.observations, q_targ, buffer_w)
 
         # 2. critic: in-sample target Q ← r + γ·mask·V(s') of the new V, per-sample replay weights
         v_s, v_next = self._values(value, b)
@@ -214,15 +235,15 @@ class Learner:
         critic = state.critic.apply_gradients(grads=q_grads)
         target_critic = optax.incremental_update(critic.params, state.target_critic, c.tau)
 
-        # 3. priorities from the new V
-        new_replay, p_metrics = self._priority_step(state.replay, idx, target - v_s)
+        # 3. priorities from the new V (or the critic's TD error)
+        new_replay, p_metrics = self._priority_step(state.replay, idx, self._td(target, q, v_s))
 
         # 4. actor: advantage-weighted regression with the per_type's policy weight
         pol_w = jax.lax.stop_gradient(self.div.policy_weight((q_targ - v_s) * c.awr_temperature, dc))
 
         def actor_loss(params):
             mean, log_std = self.actor_def.apply(params, b.observations)
-            return -jnp.mean(pol_w * tanh_mean_logp(b.actions, mean, log_std))
+            return -jnp.mean(buffer_w * pol_w * tanh_mean_logp(b.actions, mean, log_std))
 
         a_loss, a_grads = jax.value_and_grad(actor_loss)(state.actor.params)
         actor = state.actor.apply_gradients(grads=a_grads)
@@ -234,7 +255,7 @@ class Learner:
             "target_mean": target.mean(),
             **v_metrics,
             **p_metrics,
-            "loss_weight_mean": loss_w.mean(),
+            **_loss_weight_metrics(loss_w),
             "policy_weight_mean": pol_w.mean(),
         }
         new_state = state._replace(
@@ -248,10 +269,17 @@ class Learner:
         )
         return new_state, metrics
 
+    def _td(self, target: jax.Array, q: jax.Array, v_s: jax.Array) -> jax.Array:
+        """The TD error priorities are computed from: the critic's (mean over heads) or V's."""
+        if self.div.critic_priority:
+            return jnp.mean(jax.lax.stop_gradient(target - q), axis=0)
+        return target - v_s
+
     def online_critic_loss(
         self, params: Any, obs: jax.Array, actions: jax.Array, target: jax.Array, w: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
-        """Σ_heads mean(w·ℓ(Q − target)) + λ_gp·mean(max(‖∇_a Q‖ − 1, 0)²); returns (loss, Q)."""
+        """Σ_heads mean(w·ℓ(Q − target)) + λ_gp·Σ_heads mean(max(‖∇_a Q_h‖ − 1, 0)²) (ROER's sum over
+        heads); returns (loss, Q)."""
         q, vjp = jax.vjp(partial(self.critic_def.apply, params, obs), actions)
         loss = jnp.sum(jnp.mean(w * self.critic_loss(q - target), axis=-1))
         if self.cfg.grad_penalty > 0:
@@ -259,13 +287,13 @@ class Learner:
             heads = jnp.eye(q.shape[0], dtype=q.dtype)[:, :, None] * jnp.ones_like(q)[None]
             (grad_a,) = jax.vmap(vjp)(heads)
             excess = jnp.maximum(jnp.linalg.norm(grad_a, axis=-1) - 1.0, 0.0)
-            loss = loss + self.cfg.grad_penalty * jnp.mean(excess**2)
+            loss = loss + self.cfg.grad_penalty * jnp.sum(jnp.mean(excess**2, axis=-1))
         return loss, q
 
     def online_step(self, state: LearnerState, data: Batch) -> tuple[LearnerState, dict[str, jax.Array]]:
         c = self.cfg
         key, k_sample, k_next, k_noise, k_pi = jax.random.split(state.key, 5)
-        idx, loss_w, b = self._sample(state, data, k_sample)
+        idx, loss_w, buffer_w, b = self._sample(state, data, k_sample)
         alpha = jnp.exp(state.temperature.params["log_alpha"])
 
         # 1. critic: soft Bellman target with the entropy backup
@@ -279,13 +307,16 @@ class Learner:
         critic = state.critic.apply_gradients(grads=q_grads)
         target_critic = optax.incremental_update(critic.params, state.target_critic, c.tau)
 
-        # 2.–3. value and priorities; plain SAC (uniform replay) uses neither, so it skips them
+        # 2.–3. value and priorities; plain SAC (uniform replay) uses neither, so it skips them, and
+        # critic priorities (PER) need no V
         value, new_replay, v_metrics = state.value, state.replay, {}
-        if self.replay_cfg.prioritized:
+        if self.replay_cfg.prioritized and self.div.critic_priority:
+            new_replay, v_metrics = self._priority_step(state.replay, idx, self._td(target, q, None))
+        elif self.replay_cfg.prioritized:
             noise = jnp.clip(c.value_noise * jax.random.normal(k_noise, b.actions.shape), -0.5, 0.5)
             a_smooth = jnp.clip(b.actions + noise, -1.0, 1.0)
             q_targ = self.critic_def.apply(target_critic, b.observations, a_smooth).min(0)
-            value, v_metrics = self._value_step(state.value, b.observations, q_targ)
+            value, v_metrics = self._value_step(state.value, b.observations, q_targ, buffer_w)
             v_s, v_next = self._values(value, b)
             delta = b.rewards + c.discount * b.masks * v_next - v_s
             new_replay, p_metrics = self._priority_step(state.replay, idx, delta)
@@ -296,7 +327,7 @@ class Learner:
             mean, log_std = self.actor_def.apply(params, b.observations)
             a, logp = sample_squashed(k_pi, mean, log_std)
             q_pi = self.critic_def.apply(critic.params, b.observations, a).min(0)
-            return jnp.mean(alpha * logp - q_pi), logp
+            return jnp.mean(buffer_w * (alpha * logp - q_pi)), logp
 
         (a_loss, logp), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor.params)
         actor = state.actor.apply_gradients(grads=a_grads)
@@ -318,7 +349,7 @@ class Learner:
             "q_mean": q.mean(),
             "target_mean": target.mean(),
             **v_metrics,
-            "loss_weight_mean": loss_w.mean(),
+            **_loss_weight_metrics(loss_w),
         }
         new_state = state._replace(
             actor=actor,
@@ -392,6 +423,13 @@ class Learner:
         """A sampled (squashed Gaussian) action for collecting experience online."""
         mean, log_std = self.actor_def.apply(actor_params, obs)
         return sample_squashed(key, mean, log_std)[0]
+
+
+def _loss_weight_metrics(loss_w: jax.Array) -> dict[str, jax.Array]:
+    """What the critic's per-sample weights of one batch look like: their mean and spread
+    (coefficient of variation; 0 is uniform replay whatever the per_type)."""
+    mean = loss_w.mean()
+    return {"loss_weight_mean": mean, "loss_weight_cv": loss_w.std() / jnp.maximum(mean, 1e-12)}
 
 
 def to_batch(transitions: Any) -> Batch:

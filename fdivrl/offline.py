@@ -17,8 +17,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from fdivrl import activity, evaluation, loggers, minari_data, runs
 from fdivrl import divergences as D
-from fdivrl import evaluation, loggers, minari_data, runs
 from fdivrl.config import TrainConfig
 from fdivrl.learner import Learner, LearnerState, to_batch
 
@@ -221,6 +221,7 @@ def train_offline(
             "seeds": list(cfg.seeds),
             "final_eval": summarize_evals(evals) if evals else None,
             "updates_per_s": (step - steps_at_start) * len(cfg.seeds) / elapsed if elapsed > 0 else math.nan,
+            "activity": activity.summarize(cfg.replay.prioritized, run.read_metrics()),
         }
         run.write_summary(summary)
         return summary

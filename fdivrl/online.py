@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdivrl import evaluation, loggers, minari_data, results, runs
+from fdivrl import activity, evaluation, loggers, minari_data, results, runs
 from fdivrl.config import TrainConfig
 from fdivrl.errors import ConfigError, DatasetError
 from fdivrl.learner import Batch, Learner, LearnerState, to_batch
@@ -403,6 +403,7 @@ def train_online(
             "updates_per_s": updates_done * n_seeds / t_update if t_update > 0 else math.nan,
             "time_env_s": t_env,
             "time_update_s": t_update,
+            "activity": activity.summarize(cfg.replay.prioritized, run.read_metrics()),
         }
         if info is not None:
             summary["data"] = dataset_record(info)

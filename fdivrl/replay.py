@@ -1,6 +1,6 @@
 """Replay priorities: ROER loss weights with uniform sampling, or proportional sampling from a sum tree.
 
-Two mechanisms (``shared/docs/theory.md`` §4), one API the learner calls inside its jitted step::
+Two mechanisms (``docs/theory.md`` §4), one API the learner calls inside its jitted step::
 
     idx, loss_w = sample(state, key, batch_size, cfg)   # indices into the transition arrays
     ...                                                  # losses weighted by loss_w
@@ -16,7 +16,7 @@ Everything is a pure function of a :class:`ReplayState` pytree and a static :cla
 so it runs under ``jit``, inside ``lax.scan`` and under ``vmap`` over a leading seed axis.
 Valid items are always the prefix ``[0, size)`` of the buffer.
 
-Performance contract (``shared/docs/reference.md`` §4): ``sample`` + ``update`` cost O(B log N); only
+Performance contract (``docs/performance.md``): ``sample`` + ``update`` cost O(B log N); only
 :func:`init`, :func:`set_size`, :func:`rebuild` and :func:`stats` are O(N) and belong outside the
 per-step path (``rebuild`` once per fused chunk, ``stats`` once per log line). Inside a scanned step,
 do not read ``state.weights`` or ``state.tree`` yourself between ``sample`` and ``update``: XLA can
@@ -38,7 +38,7 @@ from jax import lax
 from fdivrl.errors import ConfigError
 
 MODES = ("weight", "sample")
-SCHEMES = ("avg", "exp")
+SCHEMES = ("avg", "exp", "direct")
 PRIORITY_FLOOR = 1e-6
 """Smallest sum-tree priority of a valid item, so that an item whose fresh weight clips to 0 (a
 divergence with lower_clip 0) keeps a chance to be resampled and have its priority revised."""
@@ -52,9 +52,11 @@ class ReplayConfig:
     mode: str = "weight"
     """"weight": ROER loss weights with uniform sampling; "sample": proportional sampling (sum tree)."""
     scheme: str = "avg"
-    """Weight-mode update: "avg" (ROER's EMA, the default) or "exp" (normalized power of the weight)."""
+    """Weight-mode update: "avg" (ROER's EMA), "exp" (normalized power of the fresh weight) or
+    "direct" (the fresh weight over its batch mean, no EMA: ROER's PER baseline)."""
     ema: float = 0.01
-    """λ_ema of the "avg" scheme (ROER's per_beta)."""
+    """λ_ema of the "avg" scheme (ROER's per_beta). Each visit moves a weight by at most this
+    fraction, so what matters is ema × visits per item: ROER's 0.01 over a 1M-step run is ~2.6."""
     alpha: float = 0.4
     """Exponent of the "exp" scheme (ROER's per_alpha)."""
     lower_clip: float = 1.0
@@ -62,7 +64,8 @@ class ReplayConfig:
     max_clip: float = 50.0
     """Upper clip of a fresh weight."""
     min_clip: float = 1.0
-    """Floor of the stored loss weights in weight mode."""
+    """Floor of the stored loss weights in weight mode. New items start at max(1, min_clip), where
+    the floor and the normalization put an average item, so visit order alone makes no spread."""
     importance_exponent: float = 0.4
     """β_IS of the importance weights in sample mode (0: no correction, 1: full correction)."""
     prioritized: bool = True
@@ -299,10 +302,15 @@ def init(capacity: int, size: int | jax.Array, cfg: ReplayConfig) -> ReplayState
     size = jnp.minimum(jnp.asarray(size, jnp.int32), capacity)
     weights = tree = None
     if cfg.prioritized and cfg.mode == "weight":
-        weights = jnp.ones(capacity, jnp.float32)
+        weights = jnp.full(capacity, initial_weight(cfg), jnp.float32)
     elif cfg.prioritized:
         tree = tree_init(capacity, size, 1.0)
     return ReplayState(weights, tree, size, jnp.asarray(capacity, jnp.int32), jnp.ones((), jnp.float32))
+
+
+def initial_weight(cfg: ReplayConfig) -> float:
+    """Stored weight of an item never visited (weight mode): an average item's, max(1, min_clip)."""
+    return max(1.0, float(cfg.min_clip))
 
 
 def replicate(state: ReplayState, num_seeds: int) -> ReplayState:
@@ -318,14 +326,14 @@ def _new_size(state: ReplayState, idx: jax.Array) -> jax.Array:
 def add(state: ReplayState, idx: jax.Array, cfg: ReplayConfig) -> ReplayState:
     """Mark slots ``idx`` (just written by the data side) as fresh items, O(B log N).
 
-    Fresh items get weight 1 (weight mode) or the largest priority seen so far (sample mode, so every
+    Fresh items get :func:`initial_weight` (weight mode) or the largest priority seen so far (sample mode, so every
     new item is sampled soon, as in PER). ``size`` grows to cover ``max(idx) + 1``, capped at the
     capacity, which is right for a ring buffer that writes ``(ptr + arange(k)) % capacity``.
     Every index must be < capacity."""
     idx = jnp.asarray(idx, jnp.int32).reshape(-1)
     weights, tree = state.weights, state.tree
     if cfg.prioritized and cfg.mode == "weight":
-        weights = _scatter_set(weights, idx, jnp.ones(idx.shape, weights.dtype))
+        weights = _scatter_set(weights, idx, jnp.full(idx.shape, initial_weight(cfg), weights.dtype))
     elif cfg.prioritized:
         tree = tree_set(tree, idx, jnp.broadcast_to(state.max_priority, idx.shape))
     return state._replace(weights=weights, tree=tree, size=_new_size(state, idx))
@@ -340,7 +348,7 @@ def set_size(state: ReplayState, size: int | jax.Array, cfg: ReplayConfig) -> Re
     weights, tree = state.weights, state.tree
     if cfg.prioritized and cfg.mode == "weight":
         slot = jnp.arange(weights.shape[-1])
-        weights = jnp.where((slot >= state.size) & (slot < new), jnp.float32(1), weights)
+        weights = jnp.where((slot >= state.size) & (slot < new), jnp.float32(initial_weight(cfg)), weights)
     elif cfg.prioritized:
         leaves = tree_leaves(tree)
         slot = jnp.arange(leaves.shape[-1])
@@ -357,25 +365,40 @@ def rebuild(state: ReplayState, cfg: ReplayConfig) -> ReplayState:
 
 
 def sample(state: ReplayState, key: jax.Array, batch_size: int, cfg: ReplayConfig) -> tuple[jax.Array, jax.Array]:
-    """Draw a batch: (indices int32[B], loss weights float32[B]). Requires size >= 1.
+    """Draw a batch: (indices int32[B], loss weights float32[B]); see :func:`sample_batch`."""
+    idx, loss_w, _ = sample_batch(state, key, batch_size, cfg)
+    return idx, loss_w
+
+
+def sample_batch(
+    state: ReplayState, key: jax.Array, batch_size: int, cfg: ReplayConfig
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Draw a batch: (indices int32[B], loss weights float32[B], buffer weights float32[B]).
 
     Weight mode: uniform over [0, size), loss weights = stored weights. Sample mode: proportional to
     the priorities (stratified), loss weights = importance weights ``(N·P(i))^(−β_IS)`` divided by
-    their batch max, N = size. Not prioritized: uniform, weights 1."""
+    their batch max, N = size. Not prioritized: uniform, weights 1. Requires size >= 1.
+
+    Buffer weights turn a batch mean into an unbiased estimate of the mean over the buffer:
+    ``1/(N·P(i))`` in sample mode, 1 otherwise. Losses that must see the buffer's distribution (the
+    value loss whose minimizer is the buffer's multiplier, the actor) are weighted by them, so both
+    mechanisms train the same objectives in expectation; only the critic sees the priorities."""
+    ones = jnp.ones(batch_size, jnp.float32)
     if not cfg.prioritized or cfg.mode == "weight":
         idx = jax.random.randint(key, (batch_size,), 0, state.size, dtype=jnp.int32)
         if not cfg.prioritized:
-            return idx, jnp.ones(batch_size, jnp.float32)
+            return idx, ones, ones
         loss_w = state.weights[idx]
         # A no-op (stored weights are always finite) that makes idx depend on the read above: the
         # later update writes at idx, so XLA can order the read first and write the O(N) array in
         # place; without it the learner, whose fresh priorities do not depend on the loss weights,
         # would copy the whole array every step (benchmarks/replay_ops.py counts those copies).
-        return jnp.where(jnp.isfinite(loss_w), idx, 0), loss_w
+        return jnp.where(jnp.isfinite(loss_w), idx, 0), loss_w, ones
     # Every read of the tree happens inside the descent loop, whose output idx the update consumes.
     idx, prob = tree_sample(state.tree, key, batch_size)
-    iw = (state.size.astype(jnp.float32) * prob) ** jnp.float32(-cfg.importance_exponent)
-    return idx, iw / jnp.max(iw)
+    n_prob = state.size.astype(jnp.float32) * prob
+    iw = n_prob ** jnp.float32(-cfg.importance_exponent)
+    return idx, iw / jnp.max(iw), 1.0 / n_prob
 
 
 def _clip_raw(raw: jax.Array, cfg: ReplayConfig) -> jax.Array:
@@ -398,7 +421,8 @@ def update(state: ReplayState, idx: jax.Array, raw: jax.Array, cfg: ReplayConfig
 
     Weight mode, "avg" (ROER): ``e = clip(raw, lower_clip, max_clip)``, ``e ← e / mean(w[idx]·e)``,
     ``w[idx] ← max((ema·e + 1 − ema)·w[idx], min_clip)``. Weight mode, "exp":
-    ``c = clip(raw, lower_clip, max_clip)^alpha``, ``w[idx] ← max(c / mean(c), min_clip)``.
+    ``c = clip(raw, lower_clip, max_clip)^alpha``, ``w[idx] ← max(c / mean(c), min_clip)``; "direct":
+    the same with alpha = 1 (the fresh weight itself, normalized by its batch mean).
     Sample mode: leaf ``idx`` ← ``max(clip(raw, lower_clip, max_clip), PRIORITY_FLOOR)``.
     Not prioritized: unchanged.
 
@@ -418,21 +442,40 @@ def update(state: ReplayState, idx: jax.Array, raw: jax.Array, cfg: ReplayConfig
         e = fresh / jnp.maximum(jnp.mean(w_old * fresh), _TINY)
         w_new = (cfg.ema * e + (1.0 - cfg.ema)) * w_old
     else:
-        c = fresh ** jnp.float32(cfg.alpha)
+        c = fresh ** jnp.float32(cfg.alpha) if cfg.scheme == "exp" else fresh
         w_new = c / jnp.maximum(jnp.mean(c), _TINY)
     w_new = jnp.maximum(w_new, jnp.float32(cfg.min_clip))
     weights = _scatter_set(state.weights, idx, w_new[_last_occurrence(idx)])
     return state._replace(weights=weights)
 
 
+def floor_and_cap(cfg: ReplayConfig) -> tuple[float, float]:
+    """The values a stored weight (weight mode) or priority (sample mode) cannot go below or above:
+    weights are floored at min_clip and have no cap (the cap acts on fresh weights, before the
+    normalization); priorities are clipped to [max(lower_clip, PRIORITY_FLOOR), max_clip]."""
+    if cfg.mode == "weight":
+        return float(cfg.min_clip), math.inf
+    return max(float(cfg.lower_clip), PRIORITY_FLOOR), float(cfg.max_clip)
+
+
 def stats(state: ReplayState, cfg: ReplayConfig) -> dict[str, jax.Array]:
     """Summary of the valid items' weights (weight mode) or priorities (sample mode), O(N).
 
-    Keys: weight_mean, weight_max, weight_min, ess_frac = (Σp)² / (N·Σp²) ∈ (0, 1] (1: uniform).
-    All 0 for an empty buffer, so logs never see NaN."""
+    Keys: weight_mean, weight_max, weight_min, ess_frac = (Σp)² / (N·Σp²) ∈ (0, 1] (1: uniform),
+    floor_frac and cap_frac = fractions of items at the floor / cap of :func:`floor_and_cap`
+    (within 1e-5 relative). These say whether priorities act: a run whose weights all sit at one
+    floor trained with uniform replay whatever its per_type. All 0 for an empty buffer."""
     if not cfg.prioritized:
         one = jnp.where(state.size > 0, jnp.float32(1), jnp.float32(0))
-        return {"weight_mean": one, "weight_max": one, "weight_min": one, "ess_frac": one}
+        zero = jnp.float32(0)
+        return {
+            "weight_mean": one,
+            "weight_max": one,
+            "weight_min": one,
+            "ess_frac": one,
+            "floor_frac": zero,
+            "cap_frac": zero,
+        }
     values = state.weights if cfg.mode == "weight" else tree_leaves(state.tree)
     valid = jnp.arange(values.shape[-1]) < state.size
     n = jnp.maximum(state.size, 1).astype(jnp.float32)
@@ -440,9 +483,14 @@ def stats(state: ReplayState, cfg: ReplayConfig) -> dict[str, jax.Array]:
     total, total_sq = jnp.sum(v), jnp.sum(v * v)
     nonempty = state.size > 0
     zero = jnp.float32(0)
+    floor, cap = floor_and_cap(cfg)
+    at_floor = valid & (values <= jnp.float32(floor) * (1 + 1e-5))
+    at_cap = valid & (values >= jnp.float32(cap) * (1 - 1e-5)) if math.isfinite(cap) else jnp.zeros_like(valid)
     return {
         "weight_mean": total / n,
         "weight_max": jnp.where(nonempty, jnp.max(jnp.where(valid, values, -jnp.inf)), zero),
         "weight_min": jnp.where(nonempty, jnp.min(jnp.where(valid, values, jnp.inf)), zero),
         "ess_frac": jnp.where(nonempty, total * total / (n * jnp.maximum(total_sq, _TINY)), zero),
+        "floor_frac": jnp.sum(at_floor) / n,
+        "cap_frac": jnp.sum(at_cap) / n,
     }

@@ -16,14 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fdivrl import runs
+from fdivrl import activity, runs
 from fdivrl.errors import FdivrlError
 
 SCORE_KEYS = ("d4rl_score", "normalized_score_x100", "mean_return", "success_rate")
 SCORE_PROTOCOLS = ("auto", "final", "last")
 """Which score a seed contributes: "final" its final evaluation, "last" the mean of its last N evaluations
 (ROER's protocol, summary.json's score.per_seed), "auto" "last" for online and finetune runs that have it."""
-PRIORITY_KEYS = ("priority_weight_mean", "priority_weight_min", "priority_weight_max", "priority_ess_frac")
+PRIORITY_KEYS = (
+    "priority_weight_mean",
+    "priority_weight_min",
+    "priority_weight_max",
+    "priority_ess_frac",
+    "priority_floor_frac",
+    "priority_cap_frac",
+    "loss_weight_cv",
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,15 @@ class Run:
     summary.json has no score.per_seed (offline runs, runs written before it existed)."""
     n_evaluations: int | None = None
     """How many evaluations each of `last` averages; None when `last` is empty."""
+    prioritized: bool = True
+    activity: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Seed -> final priority activity (fdivrl.activity.FIELDS); from summary.json, or from the last
+    metrics record of each seed for runs written before summaries carried it."""
+
+    @property
+    def activity_status(self) -> str:
+        """'active', 'inactive', 'uniform', ... by fdivrl.activity's rule."""
+        return activity.status(self.prioritized, self.activity)
 
     def protocol(self, metric: str, protocol: str = "auto") -> str:
         """The protocol, "final" or "last", that `protocol` means for this run and `metric`: "auto" is "last"
@@ -129,6 +146,12 @@ def load_run(path: Path) -> Run:
             raise ValueError(f"score.n_evaluations is {n_evaluations}")
         data = summary.get("data") or config.get("data") or {}
         mode = str(config.get("mode", summary.get("mode", "offline")))
+        prioritized = bool((config.get("replay") or {}).get("prioritized", config["per_type"] != "uniform"))
+        act = summary.get("activity")
+        if isinstance(act, dict):
+            per_seed_act = {int(r["seed"]): activity.seed_record(_prefixed(r)) for r in act.get("per_seed", [])}
+        else:
+            per_seed_act = {s: activity.seed_record(r) for s, r in activity.last_rows(_metrics(path)).items()}
         task = config.get("env") if mode == "online" and config.get("env") else config.get("dataset")
         return Run(
             path=path,
@@ -142,9 +165,23 @@ def load_run(path: Path) -> Run:
             final=final,
             last=last,
             n_evaluations=n_evaluations,
+            prioritized=prioritized,
+            activity=per_seed_act,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptRun(f"summary.json is malformed ({type(exc).__name__}: {exc})") from exc
+
+
+def _prefixed(record: dict[str, Any]) -> dict[str, Any]:
+    """A summary's activity record under the metrics keys activity.seed_record reads."""
+    return {src: record[k] for k, src in activity.FIELDS.items() if k in record}
+
+
+def _metrics(path: Path) -> list[dict[str, Any]]:
+    try:
+        return read_log(path / runs.METRICS_FILE)
+    except CorruptRun:
+        return []
 
 
 def scan(root: Path) -> Scan:

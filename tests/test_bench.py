@@ -46,7 +46,8 @@ def swept(tiny_dataset_id, tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_suites_hold_the_presets_hyperparameters():
-    """The suites spell out what config.preset_config uses, per mode, so the two cannot drift apart."""
+    """The suites spell out what config.preset_config uses, per mode, so the two cannot drift apart
+    (min_clip is ROER's floor, which only the roer preset applies)."""
     antmaze, mujoco = B.load_suite("antmaze"), B.load_suite("mujoco")
     assert [t.task for t in antmaze.tasks] == list(C.ANTMAZE_TASKS)
     assert antmaze.modes == ("offline", "finetune") and antmaze.metric == "d4rl_score"
@@ -57,7 +58,7 @@ def test_suites_hold_the_presets_hyperparameters():
             assert set(t.hyperparameters) == set(suite.modes), t.task
             for mode, hp in t.hyperparameters.items():
                 online = mode == "online"
-                preset = C.preset_config("paper", None if online else t.dataset, "KL", mode=mode, env=t.env)
+                preset = C.preset_config("roer", None if online else t.dataset, "KL", mode=mode, env=t.env)
                 assert {k: getattr(preset.divergence, k) for k in hp} == hp, (t.task, mode)
     for t in antmaze.tasks:
         assert t.dataset == f"D4RL/antmaze/{t.task}-v1" and t.standin == f"fdivrl/antmaze/{t.task}-v1"
@@ -86,8 +87,12 @@ def test_suite_hyperparameters_keep_each_per_types_own_floor():
     kl = B.group_config(target, "KL", "quick", "offline", (0, 1), steps=30)
     js = B.group_config(target, "js", "quick", "offline", (0, 1), steps=30)
     assert (kl.divergence.beta, kl.replay.max_clip, kl.seeds, kl.steps) == (3.0, 40.0, (0, 1), 30)  # edited suite wins
-    assert kl.divergence.min_clip == kl.replay.min_clip == 10.0
+    assert kl.divergence.min_clip == kl.replay.min_clip == 1.0  # quick: KL's own lower clip
+    roer = B.group_config(target, "KL", "roer", "offline", (0, 1), steps=30)
+    assert roer.divergence.min_clip == roer.replay.min_clip == 10.0  # the suite's ROER floor, roer preset only
     assert js.per_type == "JS" and js.divergence.min_clip == 0.5  # ROER's floor would pin JS weights at 10
+    roer_js = B.group_config(target, "js", "roer", "offline", (0, 1), steps=30)
+    assert roer_js.divergence.min_clip == 0.5
     hopper = B.Target("Hopper", "Hopper-v5", "env", {"beta": 0.4, "min_clip": 10.0, "max_clip": 100.0})
     online = B.group_config(hopper, "KL", "quick", "online", (0,))
     assert (online.mode, online.env, online.dataset) == ("online", "Hopper-v5", None)

@@ -110,7 +110,14 @@ def test_value_loss_gradient_in_v_is_one_minus_ratio_over_beta(div, z, beta):
 @pytest.mark.parametrize("div", CLOSED, ids=CLOSED_IDS)
 def test_loss_is_continuous_and_linear_past_its_clip_point(div):
     """The clip point is where w*(z) = e^gumbel_max_clip (z = 7 for KL, below the pole otherwise);
-    past it ℓ continues as its tangent line, so gradients stay finite and V never sees a pole."""
+    past it ℓ continues as its tangent line, so gradients stay finite and V never sees a pole.
+    A bounded ratio (sigmoid's 2σ) never reaches the clip: its loss is f*(z) − z everywhere."""
+    if div.w_sup <= math.exp(CFG.gumbel_max_clip):
+        assert math.isinf(div.z_at(math.exp(CFG.gumbel_max_clip)))
+        z = np.linspace(-50.0, 50.0, 101)
+        exact = div.conj(z, np) - z
+        assert np.allclose(np.asarray(div.loss(jnp.asarray(z, jnp.float32), CFG)), exact, rtol=1e-5, atol=1e-4)
+        return
     c = np.float32(div.z_at(math.exp(CFG.gumbel_max_clip)))
     assert c < div.z_max
     f = jax.jit(lambda z: div.loss(z, CFG))
@@ -132,7 +139,7 @@ def test_kl_is_roer_exactly():
     zc = np.minimum(zn, 7.0)
     expected_loss = np.exp(zc) - zc - 1 + (zn - zc) * (np.exp(zc) - 1)
     np.testing.assert_allclose(D.KL.loss(z, CFG), expected_loss, rtol=1e-5)
-    assert float(D.KL.loss_normalizer(z, CFG)) == pytest.approx(np.mean(np.maximum(1, np.exp(zc))), rel=1e-6)
+    assert float(jnp.mean(D.KL.loss_normalizer(z, CFG))) == pytest.approx(np.mean(np.maximum(1, np.exp(zc))), rel=1e-6)
     np.testing.assert_allclose(D.KL.policy_weight(z, CFG), np.minimum(np.exp(zn), 100.0), rtol=1e-6)
     assert D.KL.lower_clip(CFG) == 1.0
 
@@ -223,11 +230,13 @@ def test_optimal_ratio_is_normalized_and_monotone_in_advantage(n, seed, beta, na
     assert np.all(np.diff(w[order]) >= -1e-12)
 
 
-def test_pe_r_weight_is_abs_td_to_alpha_with_lap_floor():
-    cfg = D.DivergenceConfig(beta=0.5, per_alpha=0.4, min_clip=1.0)
+def test_per_weight_is_abs_td_to_alpha_without_a_floor():
+    """ROER's PER: |δ_Q|^α of the critic's TD error, no floor (a floor of 10 made it uniform replay)."""
+    cfg = D.DivergenceConfig(beta=0.5, per_alpha=0.4, min_clip=10.0)
     z = jnp.asarray([-20.0, -1.0, 0.0, 3.0, 40.0], jnp.float32)
-    expected = np.maximum(np.abs(np.asarray(z) * 0.5) ** 0.4, 1.0)
+    expected = np.maximum(np.abs(np.asarray(z) * 0.5), 1e-12) ** 0.4
     np.testing.assert_allclose(D.PER.weight(z, cfg), expected, rtol=1e-6)
+    assert D.PER.critic_priority and not D.KL.critic_priority
     np.testing.assert_allclose(D.UNIFORM.weight(z, cfg), np.ones(5))
     assert not D.UNIFORM.prioritized and D.PER.prioritized
 

@@ -150,7 +150,12 @@ def test_default_out_names_dataset_per_type_and_seeds():
     assert cfg.divergence.beta == 2.0  # XQL's umaze temperature
     assert cfg.divergence.min_clip == cfg.replay.min_clip == 0.5  # JS keeps its own floor, not ROER's 10
     kl = C.preset_config("quick", C.DEFAULT_DATASET, "KL")
-    assert kl.divergence.min_clip == kl.replay.min_clip == 10.0 and kl.replay.lower_clip == 1.0  # ROER umaze
+    assert kl.divergence.min_clip == kl.replay.min_clip == 1.0 and kl.replay.lower_clip == 1.0  # its lower clip
+    roer = C.preset_config("roer", C.DEFAULT_DATASET, "KL")
+    assert roer.divergence.min_clip == roer.replay.min_clip == 10.0 and roer.replay.ema == 0.01  # ROER umaze
+    assert roer.steps == 1_000_000 and kl.replay.ema == C.QUICK_OFFLINE_EMA
+    per = C.preset_config("roer", C.DEFAULT_DATASET, "PER")
+    assert per.replay.min_clip == 0.0 and per.replay.scheme == "direct"  # ROER's code: no floor, no EMA
     chi2 = C.preset_config("quick", "D4RL/antmaze/medium-play-v1", "chi2")
     assert chi2.divergence.min_clip == chi2.replay.min_clip == 0.0 and chi2.divergence.beta == 0.8
     assert cfg.reward_shift == -1.0

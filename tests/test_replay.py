@@ -336,16 +336,21 @@ def test_uniform_replay_keeps_weights_at_one() -> None:
         "weight_max": 1.0,
         "weight_min": 1.0,
         "ess_frac": 1.0,
+        "floor_frac": 0.0,
+        "cap_frac": 0.0,
     }
 
 
 def test_stats_over_valid_items() -> None:
     state = replay.init(6, 4, WEIGHT)._replace(weights=jnp.asarray([1.0, 2.0, 3.0, 4.0, 99.0, 99.0]))
     s = {k: float(v) for k, v in jax.jit(replay.stats, static_argnums=1)(state, WEIGHT).items()}
-    # ESS/N = (Σw)² / (N·Σw²) = 100 / (4·30)
-    assert s == pytest.approx({"weight_mean": 2.5, "weight_max": 4.0, "weight_min": 1.0, "ess_frac": 100 / 120})
-    tree_state = replay.update(replay.init(6, 4, SAMPLE), jnp.arange(4), jnp.asarray([1.0, 2.0, 3.0, 4.0]), SAMPLE)
-    assert {k: float(v) for k, v in replay.stats(tree_state, SAMPLE).items()} == pytest.approx(s)
+    # ESS/N = (Σw)² / (N·Σw²) = 100 / (4·30); WEIGHT's floor min_clip = 1 holds one of four items
+    expected = {"weight_mean": 2.5, "weight_max": 4.0, "weight_min": 1.0, "ess_frac": 100 / 120}
+    assert s == pytest.approx({**expected, "floor_frac": 0.25, "cap_frac": 0.0})
+    tree_state = replay.update(replay.init(6, 4, SAMPLE), jnp.arange(4), jnp.asarray([1.0, 2.0, 3.0, 50.0]), SAMPLE)
+    # priorities are clipped to [lower_clip, max_clip] = [1, 50]: one item at each end
+    t = {k: float(v) for k, v in replay.stats(tree_state, SAMPLE).items()}
+    assert t["floor_frac"] == 0.25 and t["cap_frac"] == 0.25 and t["weight_max"] == 50.0
     empty = replay.stats(replay.init(6, 0, SAMPLE), SAMPLE)
     assert all(float(v) == 0.0 for v in empty.values())
 
