@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import optimize
+from test_learner import random_data
 
 from fdivrl import activity, replay
 from fdivrl import config as C
 from fdivrl import divergences as D
 from fdivrl.learner import Learner, LearnerConfig
-from test_learner import random_data
 
 SMALL = LearnerConfig(hidden=(32, 32), batch_size=64, total_steps=1000)
 UMAZE = "fdivrl/antmaze/umaze-v1"
