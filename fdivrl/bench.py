@@ -13,6 +13,7 @@ Datasets: a suite's D4RL id is used when present locally, else its local stand-i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -76,6 +77,21 @@ def load_suite(name: str) -> Suite:
         metric=raw["metric"],
         tasks=tuple(SuiteTask(**t) for t in raw["tasks"]),
     )
+
+
+def select_tasks(suite: Suite, names: Sequence[str]) -> Suite:
+    """The suite restricted to the named tasks (case-insensitive, in the suite's order); all when none."""
+    if not names:
+        return suite
+    known = {t.task.lower(): t for t in suite.tasks}
+    unknown = [n for n in names if n.lower() not in known]
+    if unknown:
+        raise ConfigError(
+            f"--tasks {', '.join(unknown)}: not in the {suite.name} suite; choose from: "
+            + ", ".join(t.task for t in suite.tasks)
+        )
+    wanted = {n.lower() for n in names}
+    return dataclasses.replace(suite, tasks=tuple(t for t in suite.tasks if t.task.lower() in wanted))
 
 
 def reference_columns(suite: str, mode: str) -> list[dict[str, Any]]:

@@ -379,6 +379,10 @@ def bench(
         list[str] | None,
         typer.Option(help="Comma list of minari dataset ids to run instead of the suite's (repeatable)."),
     ] = None,
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option(help="Comma list of the suite's tasks to run (repeatable), e.g. umaze,medium-play or Hopper."),
+    ] = None,
     results: Annotated[Path, typer.Option(help="Results directory (finished runs are skipped).")] = Path("results"),
     backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
     address: Annotated[
@@ -412,7 +416,7 @@ def bench(
     chosen = per_types(split_list(per_types_) or ["KL", "JS"])
     seed_ids = seed_list(seed, seeds)
     preset = choice("--preset", preset, C.PRESETS)
-    spec = B.load_suite(suite)
+    spec = B.select_tasks(B.load_suite(suite), split_list(tasks))
     mode = choice("--mode", mode or spec.modes[0], spec.modes)
     backend = choice("--backend", backend, ("local", "ray"))
     for option, value in (("--steps", steps), ("--chunk", chunk), ("--eval-every", eval_every)):
@@ -738,7 +742,8 @@ def divergences(
     console.print(
         "The seed's JS is not the JS optimum (50 points, uniform buffer, A ~ N(0,1), β = 1): "
         f"top/bottom weight JS-exact {tb['JS-exact'][0]:.3g}/{tb['JS-exact'][1]:.3g}, "
-        f"seed JS {tb['JS'][0]:.3g}/{tb['JS'][1]:.3g}, KL {tb['KL'][0]:.3g}/{tb['KL'][1]:.3g}; "
+        f"seed JS {tb['JS'][0]:.3g}/{tb['JS'][1]:.3g}, sigmoid {tb['sigmoid'][0]:.3g}/{tb['sigmoid'][1]:.3g}, "
+        f"KL {tb['KL'][0]:.3g}/{tb['KL'][1]:.3g}; "
         f"JS objective {seed_cmp.js_objective_optimum:.3f} at the optimum vs "
         f"{seed_cmp.js_objective_seed:.3f} at the seed's weights."
     )

@@ -45,7 +45,7 @@ class SolverCheck:
 
 
 def random_instance(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Advantages, non-uniform buffer weights and a temperature, as in theory.md's checks."""
+    """Advantages, non-uniform buffer weights and a temperature, as in docs/theory.md's checks."""
     return rng.normal(0.0, 1.5, n), rng.dirichlet(np.ones(n)), float(rng.uniform(0.5, 2.0))
 
 
@@ -83,7 +83,7 @@ def solver_check(seed: int = 0, instances: int = 5, n: int = 30) -> list[SolverC
 
 @dataclass(frozen=True)
 class SeedComparison:
-    """theory.md §3's instance: the seed's JS weights against the JS optimum and KL."""
+    """docs/theory.md §3's instance: the seed's JS weights against the JS optimum, sigmoid and KL."""
 
     top_bottom: dict[str, tuple[float, float]]
     js_objective_optimum: float
@@ -94,7 +94,7 @@ def seed_comparison(n: int = 50, beta: float = 1.0, seed: int = 0) -> SeedCompar
     a = np.random.default_rng(seed).normal(size=n)
     p = np.full(n, 1.0 / n)
     order = np.argsort(a)
-    ws = {name: D.optimal_ratio(name, a, beta) for name in ("KL", "JS", "JS-exact")}
+    ws = {name: D.optimal_ratio(name, a, beta) for name in ("KL", "JS", "JS-exact", "sigmoid")}
     tb = {name: (float(w[order[-1]]), float(w[order[0]])) for name, w in ws.items()}
     return SeedComparison(
         top_bottom=tb,

@@ -107,7 +107,7 @@ class Divergence:
         raise NotImplementedError
 
     def lower_clip(self, cfg: DivergenceConfig) -> float:
-        """Lower clip of fresh weights in ROER's weight-mode update (theory.md §4)."""
+        """Lower clip of fresh weights in ROER's weight-mode update (docs/theory.md §4)."""
         return cfg.lower_clip if cfg.lower_clip is not None else self.default_lower_clip(cfg)
 
     def default_lower_clip(self, cfg: DivergenceConfig) -> float:
@@ -173,15 +173,17 @@ class FDivergence(Divergence):
 class SeedJS(Divergence):
     """The seed document's JS, exactly as specified: sigmoid priorities and a softplus value loss.
 
-    Not the JS optimum (see JS-exact and theory.md §3); its value loss has no minimizer in V.
+    Not the JS optimum (see JS-exact, sigmoid and docs/theory.md §3); its value loss has no minimizer in V.
     Policy extraction uses the same scaled sigmoid weight, the seed's only weight function.
     """
 
     caveat = (
         "JS is the seed's heuristic, trained as specified: its value loss has no minimizer, so V climbs "
         "without bound, the TD errors turn very negative and every sample gets the floor weight js_min: "
-        "priorities become uniform and the offline actor reduces to behaviour cloning. JS-exact is the "
-        "Jensen–Shannon optimum (`fdivrl divergences`)."
+        "priorities become uniform and the offline actor reduces to behaviour cloning. Two per_types that "
+        "work: JS-exact is the Jensen–Shannon optimum e^z/(2 − e^z) (unbounded, pole at z = log 2) with its "
+        "dual value loss; sigmoid keeps the seed's bounded σ-shaped weights, 2σ(z), with the divergence and "
+        "value loss they are exactly optimal for (`fdivrl divergences`, docs/theory.md §3)."
     )
 
     def weight(self, z: Array, cfg: DivergenceConfig) -> Array:

@@ -10,7 +10,7 @@ One offline gradient step (XQL-style in-sample learning with ROER priorities), i
 4. actor: AWR on dataset actions with the per_type's policy weight of (Q − V)·awr_temperature.
 `update_n` fuses K steps with lax.scan and is vmapped over seeds (dataset shared, state per seed).
 
-One online SAC+ROER step (reference.md §1), in order:
+One online SAC+ROER step (docs/references.md §1), in order:
 1. critic: soft Bellman target r + γ·mask·(min Q_targ(s', a') − α·log π(a'|s')), per-sample replay
    weights, optional gradient penalty on ‖∇_a Q‖ > 1;
 2. value: V regresses on min Q_targ(s, ã) of noise-smoothed dataset actions with the per_type's loss;

@@ -48,7 +48,10 @@ def plot_divergences(path: Path, cfg) -> Path:
         ax.grid(alpha=0.3)
         ax.axvline(np.log(2.0), color="grey", lw=0.6, ls=":")
         ax.legend(fontsize=8)
-    fig.suptitle("fdivrl per_types: JS = the seed's sigmoid heuristic, JS-exact = the JS optimum (pole at log 2)")
+    fig.suptitle(
+        "fdivrl per_types: JS = the seed's sigmoid heuristic, JS-exact = the JS optimum (pole at log 2), "
+        "sigmoid = 2σ(z), exact for its own f"
+    )
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

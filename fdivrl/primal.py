@@ -1,4 +1,4 @@
-"""The occupancy problem of theory.md §1 solved numerically, knowing only f and f'.
+"""The occupancy problem of docs/theory.md §1 solved numerically, knowing only f and f'.
 
 This is the independent check of every closed form: it never uses w*(z) or f*, only the generator,
 so agreement with :func:`fdivrl.divergences.optimal_ratio` tests the algebra, not a copy of it.

@@ -16,7 +16,7 @@ Everything is a pure function of a :class:`ReplayState` pytree and a static :cla
 so it runs under ``jit``, inside ``lax.scan`` and under ``vmap`` over a leading seed axis.
 Valid items are always the prefix ``[0, size)`` of the buffer.
 
-Performance contract (``docs/performance.md``): ``sample`` + ``update`` cost O(B log N); only
+Performance contract (``docs/references.md`` §4): ``sample`` + ``update`` cost O(B log N); only
 :func:`init`, :func:`set_size`, :func:`rebuild` and :func:`stats` are O(N) and belong outside the
 per-step path (``rebuild`` once per fused chunk, ``stats`` once per log line). Inside a scanned step,
 do not read ``state.weights`` or ``state.tree`` yourself between ``sample`` and ``update``: XLA can
@@ -237,7 +237,7 @@ def tree_set(tree: SumTree, idx: jax.Array, values: jax.Array) -> SumTree:
     """Write ``values[k]`` to leaf ``idx[k]`` in order, O(B log L). Requires 0 <= idx < capacity.
 
     A ``lax.scan`` of single-leaf writes, each followed by recomputing its ancestors from their
-    children: on CPU this beats any vectorized scatter (reference.md §4), and being sequential it
+    children: on CPU this beats any vectorized scatter (docs/references.md §4), and being sequential it
     gives duplicate indices plain last-write-wins semantics with a consistent tree. Under ``vmap``
     (one tree per seed) a custom batching rule keeps the same scalar scan over all trees' writes."""
     idx = jnp.asarray(idx, jnp.int32).reshape(-1)

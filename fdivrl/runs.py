@@ -137,7 +137,32 @@ def versions() -> dict[str, str | None]:
         from fdivrl import __version__
 
         out["fdivrl"] = __version__
+    out["fdivrl_source"] = source_revision()
     return out
+
+
+def source_revision() -> str | None:
+    """The git commit fdivrl runs from ("<sha>+changes" when its tracked files differ from it), or
+    None when it is not a git checkout (an installed wheel)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}+changes" if dirty else sha
 
 
 def platform_info() -> dict[str, Any]:

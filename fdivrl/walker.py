@@ -1,7 +1,7 @@
 """The walker: a goal-reaching ant that stands in for minari's "GoalReachAnt" policy.
 
 minari's AntMaze v1 data were recorded by a waypoint controller steering a learned low-level policy
-(reference.md §3); those weights are only a download, so fdivrl trains its own on `GoalReachAnt`:
+(docs/references.md §3); those weights are only a download, so fdivrl trains its own on `GoalReachAnt`:
 
 * physics: the Ant of gymnasium-robotics' AntMaze-v4, built by its own constructor (gymnasium's
   ant.xml, RK4, timestep 0.01, frame_skip 5, so dt = 0.05) on a one-cell map without walls — the

@@ -15,6 +15,7 @@ from fdivrl import bench as B
 from fdivrl import config as C
 from fdivrl import runs
 from fdivrl.cli import main
+from fdivrl.errors import ConfigError
 
 TINY = ["--steps", "20", "--chunk", "10", "--eval-every", "10", "--eval-episodes", "1", "--quiet"]
 
@@ -226,3 +227,11 @@ def test_ray_backend_on_a_local_instance(tiny_dataset_id, tmp_path):
 
     code, again, err = sweep(tiny_dataset_id, tmp_path, "uniform", "--backend", "ray")
     assert code == 0 and [o["status"] for o in again["outcomes"]] == ["skipped"], err  # no worker started for it
+
+
+def test_tasks_option_selects_suite_tasks_by_name():
+    mujoco = B.load_suite("mujoco")
+    assert [t.task for t in B.select_tasks(mujoco, ["hopper"]).tasks] == ["Hopper"]
+    assert B.select_tasks(mujoco, []) is mujoco
+    with pytest.raises(ConfigError, match="--tasks Pong: not in the mujoco suite; choose from: Ant"):
+        B.select_tasks(mujoco, ["Pong"])

@@ -326,3 +326,25 @@ def test_cli_score_option(results, tmp_path):
     code, out, err = cli([*base, "--score", "final"])
     assert code == 0, err
     assert "d4rl_score (final evaluation): 95%" in out and "final d4rl_score" not in out
+
+
+def test_priority_activity_marks_a_per_type_whose_weights_stayed_uniform(tmp_path):
+    root = tmp_path / "results"
+    write_run(root / "kl", "KL", TASK_A, {0: 50.0, 1: 70.0})  # its metrics log an ESS fraction of 0.9
+    pinned = write_run(root / "js", "JS", TASK_A, {0: 80.0, 1: 90.0})
+    rows = runs.read_jsonl(pinned / runs.METRICS_FILE)
+    (pinned / runs.METRICS_FILE).write_text(
+        "".join(json.dumps({**r, "priority_ess_frac": 0.999, "priority_floor_frac": 1.0}) + "\n" for r in rows)
+    )
+    c = K.compare(root, ("KL", "JS"), reps=200)
+    by_pair = {(r[0], r[1]): r for r in K.statistics_rows(c)[1]}
+    assert by_pair[(TASK_A, "JS")][3] == "inactive" and by_pair[(TASK_A, "KL")][3] == "active"
+    assert by_pair[(K.AGGREGATE, "JS")][3] == "inactive"
+    activity_rows = {r[1]: r for r in K.activity_rows(c)[1]}
+    assert activity_rows["JS"][2:5] == ["inactive", "0.999", "100%"]
+    assert activity_rows["KL"][2:4] == ["active", "0.9"]
+    files = K.write_files(c, tmp_path / "out", reps=200)
+    md = next(f for f in files if f.name == "stats.md").read_text()
+    assert "inactive" in md and "ESS fraction" in md
+    stats = json.loads(next(f for f in files if f.name == "stats.json").read_text())
+    assert stats["activity"][TASK_A] == {"KL": "active", "JS": "inactive"}

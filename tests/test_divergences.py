@@ -51,7 +51,7 @@ def test_closed_form_beats_perturbed_feasible_ratios(div):
 
 
 def test_reference_multipliers_of_theory_md():
-    """theory.md §2's solved instance (n = 40, Dirichlet(1) buffer, A ~ N(0, 1.5²), β = 0.7, seed 1)."""
+    """docs/theory.md §2's solved instance (n = 40, Dirichlet(1) buffer, A ~ N(0, 1.5²), β = 0.7, seed 1)."""
     rng = np.random.default_rng(1)
     a = rng.normal(0, 1.5, 40)
     p = rng.dirichlet(np.ones(40))
@@ -61,7 +61,7 @@ def test_reference_multipliers_of_theory_md():
 
 
 def test_seed_js_is_not_the_js_optimum_theory_md_instance():
-    """theory.md §3: exact JS top/bottom weights 29.0/0.013, KL 4.20/0.058, and the JS objective
+    """docs/theory.md §3: exact JS top/bottom weights 29.0/0.013, KL 4.20/0.058, and the JS objective
     is higher at the exact optimum than at the seed's (normalized) weights."""
     cmp = seed_comparison(n=50, beta=1.0, seed=0)
     assert cmp.top_bottom["JS-exact"][0] == pytest.approx(29.0, abs=0.05)
@@ -170,7 +170,7 @@ def test_js_reproduces_the_seeds_formulas_exactly():
 
 
 def test_seed_js_value_loss_has_no_minimizer_its_derivative_in_v_is_negative_everywhere():
-    """theory.md §3: d/dV [softplus((Q − V)/β) − log 2] = −σ(z)/β < 0, so V only rises until every
+    """docs/theory.md §3: d/dV [softplus((Q − V)/β) − log 2] = −σ(z)/β < 0, so V only rises until every
     sample is clipped; the loss is flat (zero gradient) there, never at an interior minimum."""
     beta, c = 0.7, CFG.gumbel_max_clip
     cfg = D.DivergenceConfig(beta=beta)

@@ -77,7 +77,7 @@ def test_cli_sample_mode_with_seed_js(tiny_dataset_id, tmp_path, capsys):
     assert config["replay"]["lower_clip"] == 0.5  # the seed's js_min_weight, not ROER's 1
     assert "D4RL-style score" in stdout
     assert any((out / "tensorboard").glob("events.out.tfevents.*"))
-    # the seed's JS is trained as specified, and the user is told what that does (theory.md §3)
+    # the seed's JS is trained as specified, and the user is told what that does (docs/theory.md §3)
     assert "no minimizer" in err and "behaviour cloning" in err and "JS-exact" in err
 
 
