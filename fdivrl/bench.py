@@ -373,6 +373,10 @@ class Cell:
     note: str = ""
     priorities: str = "–"
     """fdivrl.activity's verdict: active, inactive (a floor artefact, not a result), uniform, ..."""
+    per_seed: dict[str, dict[int, float]] = field(default_factory=dict)
+    """metric -> seed -> the score each seed contributed (so every cell traces back to its runs)."""
+    run: str = ""
+    """The run directory the cell was read from (relative to the working directory)."""
 
 
 @dataclass(frozen=True)
@@ -455,6 +459,8 @@ class ScoreTable:
                             "seeds": c.seeds,
                             "note": c.note,
                             "priorities": c.priorities,
+                            "run": c.run,
+                            "per_seed": {m: {str(k): v for k, v in by.items()} for m, by in c.per_seed.items()},
                             **{m: e.to_dict() for m, e in c.estimates.items()},
                         }
                         for p, c in cells.items()
@@ -496,12 +502,14 @@ def _cell(group: Group, metrics: Sequence[str], outcome: GroupResult | None) -> 
     except (results.UnfinishedRun, results.CorruptRun) as exc:
         note = outcome.status if outcome and outcome.status in ("failed", "busy") else str(exc)
         return Cell({}, 0, note)
-    estimates = {}
+    estimates, per_seed = {}, {}
     for m in metrics:
-        values = list(run.scores(m, "auto").values())  # online/finetune: ROER's mean of the last evaluations
-        if values:
-            estimates[m] = stats.t_interval(values)
-    return Cell(estimates, len(run.final), "" if estimates else "no final evaluation", run.activity_status)
+        by_seed = run.scores(m, "auto")  # online/finetune: ROER's mean of the last evaluations
+        if by_seed:
+            estimates[m] = stats.t_interval(list(by_seed.values()))
+            per_seed[m] = by_seed
+    note = "" if estimates else "no final evaluation"
+    return Cell(estimates, len(run.final), note, run.activity_status, per_seed, os.path.relpath(group.out))
 
 
 def write_table(table: ScoreTable, results_dir: Path) -> list[str]:

@@ -22,7 +22,7 @@ from fdivrl import divergences as D
 from fdivrl.config import TrainConfig
 from fdivrl.learner import Learner, LearnerState, to_batch
 
-# resuming to a longer --steps is allowed; it moves the cosine schedule, so only equal --steps
+# resuming to a longer --steps is allowed; with cosine_actor_lr it moves the schedule, so only equal --steps
 # reproduce an uninterrupted run number for number
 RESUMABLE_CHANGES = ("steps", "learner.total_steps")
 CHECKPOINT_EVERY_CHUNKS = 5

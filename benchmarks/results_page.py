@@ -1,0 +1,131 @@
+"""Writes docs/results.md from the tables `fdivrl bench` and `fdivrl compare` wrote to benchmarks/results/.
+
+    python benchmarks/results_page.py [--out benchmarks/results] [--page docs/results.md] [--seconds S]
+
+Every number on the page comes from those files (the bench tables are copied verbatim, the
+statistics are compare's own stats.md); only benchmarks/results/notes.md is written by hand. The
+page names the commits the runs were made from (read from each run's config.json) and the wall
+time of the last regeneration (kept in benchmarks/results/provenance.json). `render` is pure, so a
+test can check that the committed page is exactly what the committed tables give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+SECTIONS = (
+    ("antmaze", "Offline AntMaze on the local stand-ins", "bench-antmaze-offline", "compare-antmaze"),
+    ("hopper", "Online Hopper-v5", "bench-mujoco-online", "compare-hopper"),
+)
+PROTOCOL = """\
+- **Data.** Offline rows train on fdivrl's local stand-ins `fdivrl/antmaze/<task>-v1`, made by
+  `fdivrl data antmaze <task>` with fdivrl's own walker the way minari made D4RL's v1 data (1M
+  steps, σ = 0.2 action noise, same mazes and limits). They are **not the D4RL datasets**: the
+  published columns (marked `*`) are on the original data and are printed for orientation only.
+- **Offline.** `--preset quick`: 100k gradient steps (batch 256), evaluation every 25k steps on 10
+  episodes and a final evaluation on 50 episodes in the dataset's eval env (fixed start and goal);
+  a seed's score is its final D4RL-style score = 100 × success rate. Published offline numbers are
+  at 1M steps.
+- **Online.** Hopper-v5, 100k env steps (ROER: 1M), ROER's settings for Hopper except the weight
+  floor (quick preset: each per_type's own lower clip; see docs/presets.md), evaluation every 5000
+  steps on 10 episodes; a seed's score is the mean return of its last 10 evaluations (ROER's rule).
+- **Seeds and intervals.** Seeds are vmapped in one program per (task, per_type). Bench cells:
+  mean ± half-width of the Student-t 95% interval over seeds. Statistics: `fdivrl compare`'s
+  stratified-bootstrap 95% intervals (mean, median, IQM, optimality gap, P(X > Y)).
+- **Priority activity.** Every run logs the ESS fraction of its stored priorities; a prioritized
+  per_type whose final ESS fraction is ≥ 0.98 trained with uniform replay and is marked
+  `inactive` — its score is not a result about that per_type.
+"""
+
+
+def _strip_title(md: str) -> str:
+    """A table file without its first-level title (the page gives its own)."""
+    lines = md.splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return "\n".join(lines).strip() + "\n"
+
+
+def _demote(md: str) -> str:
+    """Headings one level down, so a compare report nests under the page's section."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in md.splitlines()) + "\n"
+
+
+def _commits(stats: dict[str, Any]) -> set[str]:
+    found = set()
+    for used in stats.get("used", []):
+        try:
+            record = json.loads((Path(used["path"]) / "config.json").read_text())
+        except (OSError, ValueError, KeyError):
+            continue
+        found.add(str(record.get("versions", {}).get("fdivrl_source")))
+    return found
+
+
+def render(out: Path, page: Path, provenance: dict[str, Any]) -> str:
+    """The page's Markdown from the files under `out`; links are relative to the page."""
+    rel = Path("..") / out if not out.is_absolute() else out
+    commits = ", ".join(f"`{c}`" for c in provenance.get("commits", [])) or "unknown"
+    hours = provenance.get("seconds", 0) / 3600
+    parts = [
+        "# Results: do f-divergence priorities help, on the data fdivrl can make?\n",
+        f"Made by `bash benchmarks/results.sh` (fdivrl's own `bench` and `compare`) from commit(s) {commits};"
+        f" the runs took {hours:.1f} h of wall time in all (summed over the script's resumed runs) on"
+        f" {provenance.get('machine', '?')}. "
+        "Every table below is copied from the files under `benchmarks/results/`, whose JSON keeps each"
+        " seed's score and the run directory it came from.\n",
+        "## Protocol\n",
+        PROTOCOL,
+    ]
+    for _key, title, bench, compare in SECTIONS:
+        bench_md = out / f"{bench}.md"
+        stats_md = out / compare / "stats.md"
+        if not bench_md.exists() and not stats_md.exists():
+            parts.append(f"## {title}\n\nNot run yet (`bash benchmarks/results.sh` makes it).\n")
+            continue
+        parts.append(f"## {title}\n")
+        if bench_md.exists():
+            parts.append("### Score table (`fdivrl bench`)\n\n" + _demote(_strip_title(bench_md.read_text())))
+        if stats_md.exists():
+            parts.append("### Statistics (`fdivrl compare`)\n\n" + _demote(_demote(_strip_title(stats_md.read_text()))))
+            for png in sorted((out / compare).glob("*.png")):
+                parts.append(f"![{png.stem}]({rel / compare / png.name})\n")
+    notes = out / "notes.md"
+    parts.append("## What the numbers show, and what they do not\n")
+    parts.append(notes.read_text() if notes.exists() else "Not written yet.\n")
+    return "\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--page", type=Path, default=Path("docs/results.md"))
+    parser.add_argument("--seconds", type=float, default=None, help="wall time of the regeneration")
+    args = parser.parse_args()
+    prov_path = args.out / "provenance.json"
+    provenance = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+    commits: set[str] = set()
+    for _key, _title, _bench, compare in SECTIONS:
+        stats = args.out / compare / "stats.json"
+        if stats.exists():
+            commits |= _commits(json.loads(stats.read_text()))
+    if commits:
+        provenance["commits"] = sorted(commits)
+    if args.seconds is not None:
+        provenance["seconds"] = provenance.get("seconds", 0) + args.seconds
+    import os
+    import platform
+
+    provenance.setdefault("machine", f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU")
+    prov_path.parent.mkdir(parents=True, exist_ok=True)
+    prov_path.write_text(json.dumps(provenance, indent=2) + "\n")
+    args.page.parent.mkdir(parents=True, exist_ok=True)
+    args.page.write_text(render(args.out, args.page, provenance))
+    print(f"wrote {args.page} from {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The results page cannot drift from the tables it is made of, and its script's sweep is valid."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fdivrl import bench as B
+from fdivrl import divergences as D
+from fdivrl import stats
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "results"
+PAGE = ROOT / "docs" / "results.md"
+SCRIPT = ROOT / "benchmarks" / "results.sh"
+
+
+def _page_module():
+    spec = importlib.util.spec_from_file_location("results_page", ROOT / "benchmarks" / "results_page.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _script_value(name: str) -> str:
+    match = re.search(rf"^{name}=\(?([^)\n]*)\)?$", SCRIPT.read_text(), re.M)
+    assert match, name
+    return match.group(1)
+
+
+def test_regeneration_script_is_valid_bash_and_names_real_tasks_and_per_types():
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+    antmaze = {t.task for t in B.load_suite("antmaze").tasks}
+    assert set(_script_value("TASKS").split()) <= antmaze
+    for key in ("OFFLINE_TYPES", "ONLINE_TYPES"):
+        names = _script_value(key).split(",")
+        assert [D.get(n).name for n in names] == names
+    assert {"uniform", "PER", "KL", "JS", "JS-exact", "sigmoid"} <= set(_script_value("OFFLINE_TYPES").split(","))
+    assert "Hopper" in {t.task for t in B.load_suite("mujoco").tasks}
+
+
+def test_render_copies_the_tables_it_is_made_of(tmp_path):
+    out = tmp_path / "results"
+    (out / "compare-antmaze").mkdir(parents=True)
+    (out / "bench-antmaze-offline.md").write_text("# antmaze (offline)\n\n| task | KL D4RL |\n|---|---|\n| umaze | 80.0 |\n")
+    (out / "compare-antmaze" / "stats.md").write_text("# KL vs JS\n\n## Statistics\n\n| a |\n|---|\n| 1 |\n")
+    (out / "notes.md").write_text("Hand-written notes.\n")
+    page = _page_module().render(out, tmp_path / "results.md", {"commits": ["abc"], "seconds": 7200})
+    assert "| umaze | 80.0 |" in page and "#### Statistics" in page and "Hand-written notes." in page
+    assert "`abc`" in page and "2.0 h" in page and "Online Hopper-v5\n\nNot run yet" in page
+
+
+@pytest.mark.skipif(not PAGE.exists(), reason="the results page has not been made yet")
+def test_committed_page_is_what_the_committed_tables_give():
+    provenance = json.loads((OUT / "provenance.json").read_text())
+    assert PAGE.read_text() == _page_module().render(Path("benchmarks/results"), PAGE, provenance)
+
+
+@pytest.mark.parametrize("stem", ["bench-antmaze-offline", "bench-mujoco-online"])
+def test_committed_bench_json_and_markdown_agree(stem):
+    """Every cell of the Markdown table is the JSON's estimate, and the estimate is the JSON's per-seed
+    scores' mean and t-interval: the page's numbers trace back to each seed's summary.json."""
+    if not (OUT / f"{stem}.json").exists():
+        pytest.skip(f"{stem} has not been made yet")
+    table = json.loads((OUT / f"{stem}.json").read_text())
+    md_rows = {line.split("|")[1].strip(): line for line in (OUT / f"{stem}.md").read_text().splitlines()[2:]}
+    for row in table["rows"]:
+        line = md_rows[row["task"]]
+        for per_type, cell in row["per_types"].items():
+            for metric in table["metrics"]:
+                if metric not in cell:
+                    continue
+                est = stats.Estimate(**cell[metric])
+                text = B.format_cell(B.Cell({metric: est}, cell["seeds"], priorities=cell["priorities"]), metric)
+                assert text in line, (row["task"], per_type, metric)
+                values = list(cell["per_seed"][metric].values())
+                again = stats.t_interval(values)
+                assert again.value == pytest.approx(est.value) and len(values) == cell["seeds"]
