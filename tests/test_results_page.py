@@ -47,7 +47,8 @@ def test_regeneration_script_is_valid_bash_and_names_real_tasks_and_per_types():
 def test_render_copies_the_tables_it_is_made_of(tmp_path):
     out = tmp_path / "results"
     (out / "compare-antmaze").mkdir(parents=True)
-    (out / "bench-antmaze-offline.md").write_text("# antmaze (offline)\n\n| task | KL D4RL |\n|---|---|\n| umaze | 80.0 |\n")
+    table = "# antmaze (offline)\n\n| task | KL D4RL |\n|---|---|\n| umaze | 80.0 |\n"
+    (out / "bench-antmaze-offline.md").write_text(table)
     (out / "compare-antmaze" / "stats.md").write_text("# KL vs JS\n\n## Statistics\n\n| a |\n|---|\n| 1 |\n")
     (out / "notes.md").write_text("Hand-written notes.\n")
     page = _page_module().render(out, tmp_path / "results.md", {"commits": ["abc"], "seconds": 7200})
