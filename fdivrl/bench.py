@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 import traceback
@@ -26,7 +27,7 @@ from typing import Any
 from fdivrl import activity, minari_data, results, runs, stats
 from fdivrl import config as C
 from fdivrl import divergences as D
-from fdivrl.errors import ConfigError, DatasetError
+from fdivrl.errors import ConfigError, DatasetError, FdivrlError
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
 # column tags and what they mean (the legend under every table)
@@ -223,6 +224,9 @@ class GroupResult:
     """'finished' (trained now), 'skipped' (finished earlier), 'failed' or 'busy' (another process holds it)."""
     message: str = ""
     seconds: float = 0.0
+    retry: bool = True
+    """Whether running the same command again can finish it: False when it failed for a reason the user
+    must fix first (an FdivrlError: a corrupt run directory, a config mismatch, a divergence)."""
 
     def to_dict(self) -> dict[str, Any]:
         g = self.group
@@ -235,6 +239,7 @@ class GroupResult:
             "status": self.status,
             "message": self.message,
             "seconds": self.seconds,
+            "retry": self.retry,
         }
 
 
@@ -282,7 +287,8 @@ def run_group(group: Group, reporter: Any = None) -> GroupResult:
             return GroupResult(group, "busy", _one_line(exc), time.perf_counter() - t0)
         except Exception as exc:
             log.write(traceback.format_exc())
-            return GroupResult(group, "failed", _one_line(exc), time.perf_counter() - t0)
+            retry = not isinstance(exc, FdivrlError)  # a crash may pass; the user's error will not
+            return GroupResult(group, "failed", _one_line(exc), time.perf_counter() - t0, retry)
         seconds = time.perf_counter() - t0
         log.write(f"finished in {seconds:.1f} s\n")
     return GroupResult(group, "finished", "", seconds)
@@ -477,7 +483,7 @@ def format_cell(cell: Cell, metric: str) -> str:
     e = cell.estimates.get(metric)
     if e is None:
         return f"– ({cell.note})" if cell.note else "–"
-    ci = "" if e.low != e.low else f" ± {(e.high - e.low) / 2:.1f}"  # NaN (one seed): no interval
+    ci = f" ± {(e.high - e.low) / 2:.1f}" if e.has_interval else ""  # one seed: no interval
     flag = " INACTIVE" if cell.priorities.startswith("inactive") else ""
     return f"{e.value:.1f}{ci} (n={cell.seeds}){flag}"
 
@@ -502,13 +508,17 @@ def _cell(group: Group, metrics: Sequence[str], outcome: GroupResult | None) -> 
     except (results.UnfinishedRun, results.CorruptRun) as exc:
         note = outcome.status if outcome and outcome.status in ("failed", "busy") else str(exc)
         return Cell({}, 0, note)
-    estimates, per_seed = {}, {}
+    estimates, per_seed, dropped = {}, {}, set()
     for m in metrics:
         by_seed = run.scores(m, "auto")  # online/finetune: ROER's mean of the last evaluations
+        dropped |= {s for s, v in by_seed.items() if not math.isfinite(v)}
+        by_seed = {s: v for s, v in by_seed.items() if math.isfinite(v)}
         if by_seed:
             estimates[m] = stats.t_interval(list(by_seed.values()))
             per_seed[m] = by_seed
-    note = "" if estimates else "no final evaluation"
+    notes = [f"non-finite score of seed {', '.join(map(str, sorted(dropped)))} left out"] if dropped else []
+    notes += [] if estimates else ["no final evaluation"]
+    note = "; ".join(notes)
     return Cell(estimates, len(run.final), note, run.activity_status, per_seed, os.path.relpath(group.out))
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,7 +21,11 @@ from rich.table import Table
 
 from fdivrl import __version__
 from fdivrl import divergences as D
+from fdivrl.config import MAX_COUNT
 from fdivrl.errors import ConfigError, DatasetError, FdivrlError
+
+if TYPE_CHECKING:
+    from fdivrl.config import TrainConfig
 
 app = typer.Typer(
     name="fdivrl",
@@ -57,8 +62,19 @@ def choice(option: str, value: str, options: tuple[str, ...]) -> str:
 
 
 def per_types(values: list[str]) -> list[str]:
-    """Canonical names of the requested per_types; unknown names fail with the list of valid ones."""
-    return [D.get(v).name for v in values]
+    """Canonical names of the requested per_types, each once (KL,kl is KL); unknown names fail with
+    the list of valid ones."""
+    return list(dict.fromkeys(D.get(v).name for v in values))
+
+
+def count_option(option: str, value: int | None, low: int = 1) -> None:
+    """Refuse a count outside [low, MAX_COUNT] in one line (None: the option was not given)."""
+    if value is None:
+        return
+    if value < low:
+        raise ConfigError(f"{option} must be >= {low}, got {value}")
+    if value > MAX_COUNT:
+        raise ConfigError(f"{option} must be <= {MAX_COUNT} (fdivrl counts in int32), got {value}")
 
 
 def seed_list(seed: int, seeds: int) -> list[int]:
@@ -66,7 +82,27 @@ def seed_list(seed: int, seeds: int) -> list[int]:
         raise ConfigError(f"--seeds must be >= 1 (number of seeds), got {seeds}")
     if seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {seed}")
+    if seed + seeds - 1 > MAX_COUNT:
+        raise ConfigError(
+            f"--seed {seed} with --seeds {seeds} reaches seed {seed + seeds - 1}; seeds must be <= {MAX_COUNT}"
+        )
     return list(range(seed, seed + seeds))
+
+
+def usable_dir(option: str, path: Path) -> Path:
+    """Make `path` a directory this process can write in, or fail in one line, before any work starts.
+
+    Creating it is the only reliable test (a read-only mount, /proc, a file on the way, a name too
+    long for the filesystem all fail there); an empty directory left by a later error is harmless."""
+    try:
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{option} {path} is not a directory (a file is there)")
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{option} {path} cannot be used as a directory ({exc.strerror or exc})") from None
+    return path
 
 
 def _version(value: bool) -> None:
@@ -161,20 +197,17 @@ def train(
         ("--steps", steps),
         ("--batch-size", batch_size),
         ("--eval-every", eval_every),
+        ("--eval-episodes", eval_episodes),  # 0 would finish a run without a score
         ("--chunk", chunk),
         ("--utd", utd),
         ("--buffer-size", buffer_size),
     )
     for option, value in checks:
-        if value is not None and value < 1:
-            raise ConfigError(f"{option} must be >= 1, got {value}")
+        count_option(option, value)
     for option, value in (("--start-steps", start_steps), ("--pretrain-steps", pretrain_steps)):
-        if value is not None and value < 0:
-            raise ConfigError(f"{option} must be >= 0, got {value}")
+        count_option(option, value, low=0)
     if grad_penalty is not None and not grad_penalty >= 0:
         raise ConfigError(f"--grad-penalty must be >= 0, got {grad_penalty}")
-    if eval_episodes is not None and eval_episodes < 0:
-        raise ConfigError(f"--eval-episodes must be >= 0, got {eval_episodes}")
     if ema is not None and not 0 < ema <= 1:
         raise ConfigError(f"--ema must lie in (0, 1], got {ema}")
 
@@ -190,36 +223,41 @@ def train(
     if mode != "finetune" and pretrain_steps:
         raise ConfigError("--pretrain-steps applies to --mode finetune")
 
+    if out is not None:
+        usable_dir("--out", out)
+
     def build(dataset_id: str | None) -> C.TrainConfig:
-        return C.with_overrides(
-            C.preset_config(preset, dataset_id, name, mode=mode, env=env),
-            top={
-                "mode": mode,
-                "seeds": tuple(seed_list(seed, seeds)),
-                "steps": steps,
-                "chunk": chunk,
-                "eval_every": eval_every,
-                "eval_episodes": eval_episodes,
-                "final_eval_episodes": eval_episodes,
-            },
-            divergence={
-                "beta": beta,
-                "max_clip": max_clip,
-                "min_clip": min_clip,
-                "lower_clip": lower_clip,
-                "gumbel_max_clip": gumbel_max_clip,
-                "js_min_weight": js_min_weight,
-                "js_max_weight": js_max_weight,
-                "per_alpha": per_alpha,
-            },
-            replay={"mode": priority_mode, "scheme": scheme, "ema": ema, "alpha": per_alpha},
-            learner={"batch_size": batch_size, "grad_penalty": grad_penalty},
-            online={
-                "utd": utd,
-                "start_steps": start_steps,
-                "buffer_size": buffer_size,
-                "pretrain_steps": pretrain_steps,
-            },
+        return check_updates(
+            C.with_overrides(
+                C.preset_config(preset, dataset_id, name, mode=mode, env=env),
+                top={
+                    "mode": mode,
+                    "seeds": tuple(seed_list(seed, seeds)),
+                    "steps": steps,
+                    "chunk": chunk,
+                    "eval_every": eval_every,
+                    "eval_episodes": eval_episodes,
+                    "final_eval_episodes": eval_episodes,
+                },
+                divergence={
+                    "beta": beta,
+                    "max_clip": max_clip,
+                    "min_clip": min_clip,
+                    "lower_clip": lower_clip,
+                    "gumbel_max_clip": gumbel_max_clip,
+                    "js_min_weight": js_min_weight,
+                    "js_max_weight": js_max_weight,
+                    "per_alpha": per_alpha,
+                },
+                replay={"mode": priority_mode, "scheme": scheme, "ema": ema, "alpha": per_alpha},
+                learner={"batch_size": batch_size, "grad_penalty": grad_penalty},
+                online={
+                    "utd": utd,
+                    "start_steps": start_steps,
+                    "buffer_size": buffer_size,
+                    "pretrain_steps": pretrain_steps,
+                },
+            )
         )
 
     if mode == "online" or dataset:
@@ -234,17 +272,30 @@ def train(
     if mode == "offline":
         from fdivrl.offline import default_out, train_offline
 
-        run_dir = out or default_out(cfg)
+        run_dir = out or usable_dir("--out", default_out(cfg))
         summary = train_offline(cfg, run_dir, resume=resume, reporter=reporter, log=log)
     else:
         from fdivrl.online import default_out, train_online
 
-        run_dir = out or default_out(cfg)
+        run_dir = out or usable_dir("--out", default_out(cfg))
         summary = train_online(cfg, run_dir, resume=resume, reporter=reporter, log=log)
     if json_out:
         print(json.dumps(summary))
     else:
         print_summary(summary, run_dir)
+
+
+def check_updates(cfg: TrainConfig) -> TrainConfig:
+    """The learner counts gradient updates in an int32: offline one per step, online --utd per env
+    step after --pretrain-steps; refuse a run that would count past it, before it starts."""
+    updates = cfg.steps if cfg.mode == "offline" else cfg.online.pretrain_steps + cfg.steps * cfg.online.utd
+    if updates > MAX_COUNT:
+        how = "--steps" if cfg.mode == "offline" else "--steps × --utd (+ --pretrain-steps)"
+        raise ConfigError(
+            f"{how} makes {updates} gradient updates, more than the learner's int32 step counter holds "
+            f"({MAX_COUNT}); lower --steps or --utd"
+        )
+    return cfg
 
 
 def resolve_default_dataset(quiet: bool = False) -> str:
@@ -276,7 +327,8 @@ def resolve_default_dataset(quiet: bool = False) -> str:
             err_console.print(
                 f"[yellow]{DEFAULT_DATASET} is not present locally (download it with minari, or pass --dataset): "
                 f"generating the local stand-in {LOCAL_DEFAULT_DATASET} once with the shipped walker, "
-                f"{antmaze_gen.DEFAULT_STEPS:,} steps (`fdivrl data antmaze umaze` does the same) ..."
+                f"{antmaze_gen.DEFAULT_STEPS:,} steps whatever this run's --steps, "
+                f"{generation_time(antmaze_gen.DEFAULT_STEPS)} (`fdivrl data antmaze umaze` does the same) ..."
             )
         try:
             make_standin(
@@ -298,6 +350,14 @@ def resolve_default_dataset(quiet: bool = False) -> str:
 
 
 WAIT_POLL_S = 5.0
+GENERATION_MINUTES_PER_M_STEPS = 8.0
+"""`fdivrl data antmaze umaze` (1M steps, 200 reference episodes) takes about 8 minutes on 2 CPU cores (README)."""
+
+
+def generation_time(steps: int) -> str:
+    """How long generating `steps` stand-in transitions takes, said before it starts."""
+    minutes = GENERATION_MINUTES_PER_M_STEPS * steps / 1e6
+    return f"about {minutes:.0f} minutes on 2 CPU cores" if minutes >= 1.5 else "under 2 minutes on 2 CPU cores"
 
 
 class RichReporter:
@@ -419,15 +479,18 @@ def bench(
     spec = B.select_tasks(B.load_suite(suite), split_list(tasks))
     mode = choice("--mode", mode or spec.modes[0], spec.modes)
     backend = choice("--backend", backend, ("local", "ray"))
-    for option, value in (("--steps", steps), ("--chunk", chunk), ("--eval-every", eval_every)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{option} must be >= 1, got {value}")
-    if eval_episodes is not None and eval_episodes < 0:
-        raise ConfigError(f"--eval-episodes must be >= 0, got {eval_episodes}")
+    for option, value in (
+        ("--steps", steps),
+        ("--chunk", chunk),
+        ("--eval-every", eval_every),
+        ("--eval-episodes", eval_episodes),  # 0 would finish every run without a score
+    ):
+        count_option(option, value)
     if cpus_per_task <= 0:
         raise ConfigError(f"--cpus-per-task must be > 0, got {cpus_per_task}")
     B.trainer(mode)  # a mode without its training pipeline fails here, in one line
-    targets, missing = B.resolve_targets(spec, mode, split_list(datasets))
+    usable_dir("--results", results)
+    targets, missing = B.resolve_targets(spec, mode, list(dict.fromkeys(split_list(datasets))))
     B.check_targets(targets, missing)
     for line in missing:
         err_console.print(f"[yellow]skipped:[/] {escape(line)}")
@@ -467,12 +530,12 @@ def bench(
         outcome_list = [r.to_dict() for r in outcomes]
         print(json.dumps({"outcomes": outcome_list, "missing": missing, "table": table.to_json(), "files": files}))
     else:
-        print_bench_table(table, f"{suite} ({mode}, {preset})", files, len(unfinished))
+        print_bench_table(table, f"{suite} ({mode}, {preset})", files, unfinished)
     if any(r.status == "failed" for r in unfinished):
         raise typer.Exit(1)  # the table is written; the exit code tells scripts that a run failed
 
 
-def print_bench_table(table, title: str, files: list[str], unfinished: int) -> None:
+def print_bench_table(table, title: str, files: list[str], unfinished: list) -> None:
     rich_table = Table(title=title, caption="\n".join(table.legend()), caption_justify="left")
     for header in table.headers():
         rich_table.add_column(header, justify="left" if header in ("task", "data (trained on)") else "right")
@@ -480,8 +543,14 @@ def print_bench_table(table, title: str, files: list[str], unfinished: int) -> N
         rich_table.add_row(*(escape(cell) for cell in row))
     console.print(rich_table)
     console.print(f"tables: {', '.join(files)}")
-    if unfinished:
-        console.print(f"[red]{unfinished} run(s) did not finish[/]; run the same command again to retry them")
+    retry = sum(1 for r in unfinished if r.retry)
+    if retry:
+        console.print(f"[red]{retry} run(s) did not finish[/]; run the same command again to retry them")
+    if len(unfinished) > retry:
+        console.print(
+            f"[red]{len(unfinished) - retry} run(s) failed in a way that cannot be fixed by running the same "
+            "command again[/]: do what their messages above say first"
+        )
 
 
 @app.command()
@@ -521,8 +590,11 @@ def compare(
         raise ConfigError("compare needs at least two per_types, e.g. `fdivrl compare KL JS`")
     if reps < 100:
         raise ConfigError(f"--reps must be >= 100, got {reps}")
+    if not results.is_dir():
+        raise ConfigError(f"--results {results} is not a directory")
+    out = usable_dir("--out", out or results / "compare" / "_vs_".join(chosen))
     comparison = K.compare(results, chosen, metric=metric, reps=reps, seed=seed, score=score)
-    files = K.write_files(comparison, out or results / "compare" / "_vs_".join(chosen))
+    files = K.write_files(comparison, out)
     if json_out:
         print(json.dumps({**comparison.to_json(), "files": [str(f) for f in files]}))
         return
@@ -578,15 +650,23 @@ def data_antmaze(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Generate a local stand-in for D4RL/antmaze/<task>-v1 (namespace fdivrl/antmaze)."""
-    choice("task", task, ANTMAZE_TASKS)
+    task = choice("task", task, ANTMAZE_TASKS)
     for option, value in (("--steps", steps), ("--envs", envs), ("--ref-episodes", ref_episodes)):
-        if value < 1:
-            raise ConfigError(f"{option} must be >= 1, got {value}")
+        count_option(option, value)
     seed_list(seed, 1)
+    from fdivrl import antmaze_gen, minari_data
     from fdivrl.walker import DEFAULT_WALKER_PATH, load_walker
 
+    dataset_id = antmaze_gen.get_task(task).dataset_id
+    where = minari_data.dataset_dir(dataset_id)
+    exists = f"dataset '{dataset_id}' already exists at {where}; pass --overwrite to replace it"
+    if where.exists() and not overwrite:
+        raise antmaze_gen.DatasetExists(exists)  # before the walker loads and minutes of generation start
     policy = load_walker(walker_file)
-    summary = make_standin(task, steps, seed, policy, envs, ref_episodes, overwrite, quiet or json_out)
+    try:
+        summary = make_standin(task, steps, seed, policy, envs, ref_episodes, overwrite, quiet or json_out)
+    except antmaze_gen.DatasetExists:  # another process wrote it meanwhile
+        raise antmaze_gen.DatasetExists(exists) from None
     measured = policy.record.get("measured", {})
     summary["walker"] = {
         "file": str(walker_file or DEFAULT_WALKER_PATH),
@@ -652,11 +732,12 @@ def data_walker(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train the goal-reaching ant that drives the local AntMaze generator, and export it."""
-    if steps < 1:
-        raise ConfigError(f"--steps must be >= 1, got {steps}")
-    if measure_episodes < 0:
-        raise ConfigError(f"--measure-episodes must be >= 0, got {measure_episodes}")
+    count_option("--steps", steps)
+    count_option("--measure-episodes", measure_episodes, low=0)
     seed_list(seed, 1)
+    usable_dir("--out", out)
+    if walker_file is not None:
+        usable_dir("--walker-file's directory", walker_file.parent)
     from fdivrl import walker
     from fdivrl import walker_train as W
     from fdivrl.online import train_online
@@ -695,8 +776,11 @@ def divergences(
     from fdivrl.plots import plot_divergences
 
     cfg = D.DivergenceConfig(beta=beta, max_clip=max_clip).validate()
-    if instances < 1:
-        raise ConfigError(f"--instances must be >= 1, got {instances}")
+    count_option("--instances", instances)
+    if plot:
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a directory; name the PNG file to write")
+        usable_dir("--out's directory", out.parent)
     weights = R.weight_table(cfg)
     exact = R.exact_ratio_table()
     checks = R.solver_check(seed=seed, instances=instances)

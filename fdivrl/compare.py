@@ -12,6 +12,7 @@ on both sides), and says which tasks it left out.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from itertools import permutations
 from pathlib import Path
@@ -127,6 +128,11 @@ def select(
             )
             skipped.append(results.Skipped(run.path, f"no {missing} in summary.json"))
             continue
+        bad = {s: v for s, v in scores.items() if not math.isfinite(v)}
+        if bad:  # a NaN would turn every statistic of its task into NaN, silently
+            shown = ", ".join(f"seed {s}: {v}" for s, v in sorted(bad.items()))
+            skipped.append(results.Skipped(run.path, f"non-finite {metric} in summary.json ({shown})"))
+            continue
         try:
             for log in (runs.EVAL_FILE, runs.METRICS_FILE):
                 results.read_log(run.path / log)
@@ -182,6 +188,12 @@ def compare(
         for t, by in arrays.items()
         if t not in common
     ]
+    for run in used:
+        bad = results.non_finite(results.read_log(run.path / runs.EVAL_FILE), metric)
+        if bad:
+            notes.append(
+                f"{run.path}: {bad} non-finite {metric} value(s) in eval.jsonl, left out of its learning curve"
+            )
     for t in arrays:
         rules = {describe_score(run, metric, score) for run in used if task_label(run) == t}
         if len(rules) > 1:
@@ -221,7 +233,14 @@ def compare(
 
 
 def fmt(e: stats.Estimate) -> str:
+    """'value [low, high]', or 'value (n = 1: no interval)' when there were too few runs for one."""
+    if not e.has_interval:
+        return f"{e.value:.3g} ({no_interval(e.n)})"
     return f"{e.value:.3g} [{e.low:.3g}, {e.high:.3g}]"
+
+
+def no_interval(n: int | None) -> str:
+    return "no interval" if n is None else f"n = {n}: no interval"
 
 
 def activity_status(c: Comparison, task: str, per_type: str) -> str:
@@ -306,20 +325,17 @@ def write_files(c: Comparison, out: Path, reps: int = 2_000) -> list[Path]:
     ]
     md = f"# {' vs '.join(c.per_types)}: {c.metric}, {score_description(c)}\n\n"
     md += f"Scores: --score {c.score} (the runs table says which score each run contributed). "
-    md += "95% CIs: stratified bootstrap, percentile method. "
+    md += "95% CIs: stratified bootstrap, percentile method; none from a single run per task (n = 1). "
     md += f"Priorities {activity.RULE}; an inactive per_type trained with uniform replay and is not ranked as itself.\n"
     for title, (headers, rows) in sections:
         md += f"\n## {title}\n\n" + results.markdown_table(headers, rows)
     if c.notes:
         md += "\n" + "".join(f"- {n}\n" for n in c.notes)
     long_rows = [
-        [t, p, s, e.value, e.low, e.high]
-        for t, by in c.per_task.items()
-        for p, est in by.items()
-        for s, e in est.items()
+        [t, p, s, *_csv_values(e)] for t, by in c.per_task.items() for p, est in by.items() for s, e in est.items()
     ]
     long_rows += [
-        [t, pair, "probability_of_improvement", e.value, e.low, e.high]
+        [t, pair, "probability_of_improvement", *_csv_values(e)]
         for pair, by in c.improvement.items()
         for t, e in by.items()
     ]
@@ -333,6 +349,11 @@ def write_files(c: Comparison, out: Path, reps: int = 2_000) -> list[Path]:
     files += plots.plot_learning_curves(out / "learning_curves", learning_curves(c, reps), c.metric)
     files += plots.plot_priority_weights(out / "priority_weights", priority_curves(c))
     return files
+
+
+def _csv_values(e: stats.Estimate) -> list[float | str]:
+    """value, low, high; empty bounds when there is no interval."""
+    return [e.value, e.low, e.high] if e.has_interval else [e.value, "", ""]
 
 
 # ---------------------------------------------------------------------------------- curves

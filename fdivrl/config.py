@@ -17,6 +17,9 @@ from fdivrl.learner import LearnerConfig
 from fdivrl.replay import ReplayConfig
 
 DEFAULT_DATASET = "D4RL/antmaze/umaze-v1"
+MAX_COUNT = 2**31 - 1
+"""Largest step, update, episode or seed count an option takes: the learner's step counter and the
+replay's indices are int32, so a larger count would wrap around mid-run instead of failing up front."""
 ONLINE_CHUNK = 10
 """Env steps between fused update calls online: the policy acts with parameters at most this many
 updates old, and the host's per-call overhead is spread over as many updates."""
@@ -134,8 +137,10 @@ class TrainConfig:
             raise ConfigError(f"mode {self.mode!r} is not valid; choose one of: offline, online, finetune")
         if self.steps < 1 or self.chunk < 1 or self.eval_every < 1:
             raise ConfigError("steps, chunk and eval_every must be >= 1")
-        if self.eval_episodes < 0 or self.final_eval_episodes < 0:
-            raise ConfigError("eval episodes must be >= 0")
+        if self.eval_episodes < 1 or self.final_eval_episodes < 1:
+            raise ConfigError("eval episodes must be >= 1 (a run with no evaluation has no score)")
+        if self.steps > MAX_COUNT:
+            raise ConfigError(f"steps must be <= {MAX_COUNT} (the learner counts updates in int32), got {self.steps}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
         return self

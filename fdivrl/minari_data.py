@@ -415,16 +415,24 @@ def _flatten(
         "masks": 1.0 - np.concatenate(term).astype(np.float32),
         "episode_ends": np.concatenate(ends),
     }
-    for name in ("rewards", "observations", "next_observations", "actions"):
-        bad = ~np.isfinite(arrays[name])
-        if bad.any():
-            first = int(np.argwhere(bad)[0][0])
-            raise DatasetError(
-                f"dataset '{dataset_id}' has {int(bad.sum())} NaN/inf value(s) in {name} "
-                f"(first at transition {first}, or beyond float32 range); the data are corrupt"
-            )
+    found = _non_finite(arrays, ("rewards", "observations", "next_observations", "actions"))
+    if found is not None:
+        name, count, first = found
+        raise DatasetError(
+            f"dataset '{dataset_id}' has {count} NaN/inf value(s) in {name} "
+            f"(first at transition {first}, or beyond float32 range); the data are corrupt"
+        )
     arrays["rewards"] = (arrays["rewards"] + np.float32(reward_shift)).astype(np.float32)
     return arrays, n_episodes
+
+
+def _non_finite(arrays: dict[str, np.ndarray], names: Iterable[str]) -> tuple[str, int, int] | None:
+    """(field, how many NaN/inf values, first transition holding one) of the first field with any."""
+    for name in names:
+        bad = ~np.isfinite(arrays[name])
+        if bad.any():
+            return name, int(bad.sum()), int(np.argwhere(bad)[0][0])
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,7 +444,10 @@ def _cache_path(data_path: Path, key: str) -> Path:
 
 
 def _load_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], int] | None:
-    """The cached arrays, or None when absent or unusable (it will be rebuilt)."""
+    """The cached arrays, or None when absent or unusable (it will be rebuilt).
+
+    Values are checked too: the dataset's own values were checked when the cache was written, so a
+    NaN here means the cache file was damaged, and training on it would look like divergence."""
     if not path.is_file():
         return None
     try:
@@ -456,7 +467,13 @@ def _load_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], int] | Non
             and int(arrays["episode_ends"].sum()) == n_episodes
             and n > 0
         )
-        return (arrays, n_episodes) if ok else None
+        if not ok:
+            return None
+        found = _non_finite(arrays, (f for f in _ARRAY_FIELDS if f != "episode_ends"))
+        if found is not None:
+            log.warning("ignoring cache %s: %d NaN/inf value(s) in %s; rebuilding it", path, found[1], found[0])
+            return None
+        return arrays, n_episodes
     except Exception as exc:  # corrupt or truncated cache: ignore, rebuild
         log.warning("ignoring unreadable cache %s (%s); rebuilding it", path, _one_line(exc))
         return None

@@ -137,6 +137,12 @@ def summarize_evals(evals: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def last_evaluation(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of the last evaluation in eval.jsonl (one per seed); [] when there is none."""
+    steps = [r["step"] for r in records if "seed" in r]
+    return [r for r in records if "seed" in r and r["step"] == max(steps)] if steps else []
+
+
 def train_offline(
     cfg: TrainConfig,
     out: Path,
@@ -211,6 +217,11 @@ def train_offline(
         reporter.stop()
         logger.close()
         elapsed = time.perf_counter() - t_run
+        if not evals:  # resumed at (or past) the last evaluation: it is in eval.jsonl, cut back to the checkpoint
+            evals = last_evaluation(run.read_evals())
+            if evals:
+                reporter.message(f"{out}: summary rebuilt from the evaluation at step {evals[0]['step']} in eval.jsonl")
+        trained = step - steps_at_start
         summary = {
             "status": "finished",
             "per_type": cfg.per_type,
@@ -220,7 +231,8 @@ def train_offline(
             "steps": step,
             "seeds": list(cfg.seeds),
             "final_eval": summarize_evals(evals) if evals else None,
-            "updates_per_s": (step - steps_at_start) * len(cfg.seeds) / elapsed if elapsed > 0 else math.nan,
+            # None: nothing was trained in this segment (a summary rebuilt from disk)
+            "updates_per_s": (trained * len(cfg.seeds) / elapsed if elapsed > 0 else math.nan) if trained else None,
             "activity": activity.summarize(cfg.replay.prioritized, run.read_metrics()),
         }
         run.write_summary(summary)

@@ -77,12 +77,31 @@ def _colors(plt, by_task: dict[str, dict[str, object]]) -> dict[str, tuple]:
     return {p: cycle[i % len(cycle)] for i, p in enumerate(names)}
 
 
+NO_BAND = "n = 1: no interval"
+"""What a curve from a single run is labelled with: its CI rows are NaN (stats.bootstrap_mean_band)."""
+
+
+def _has_band(band: np.ndarray) -> bool:
+    return bool(np.isfinite(band[1:]).any())
+
+
+def learning_curves_title(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]) -> str:
+    """The figure's title; it claims a 95% CI only for curves that have one."""
+    bands = [_has_band(band) for by_type in curves.values() for _, band in by_type.values()]
+    if all(bands):
+        return "learning curves: mean over seeds, 95% bootstrap CI"
+    if not any(bands):
+        return f"learning curves: mean over seeds ({NO_BAND})"
+    return f"learning curves: mean over seeds, 95% bootstrap CI where n ≥ 2 ({NO_BAND}: marked in the legend)"
+
+
 def plot_learning_curves(
     stem: Path, curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], ylabel: str
 ) -> list[Path]:
     """One panel per task: each per_type's seed mean over training steps with its 95% CI band.
 
-    `curves`: task -> per_type -> (steps, array (3, n_steps) of mean, CI low, CI high).
+    `curves`: task -> per_type -> (steps, array (3, n_steps) of mean, CI low, CI high); NaN CI rows
+    (a single run) draw no band and say so in the legend.
     """
     plt = _pyplot()
     tasks = list(curves) or ["(no evaluations logged)"]
@@ -90,13 +109,15 @@ def plot_learning_curves(
     colors = _colors(plt, curves)
     for ax, task in zip(axes[:, 0], tasks, strict=True):
         for per_type, (steps, band) in curves.get(task, {}).items():
-            ax.plot(steps, band[0], color=colors[per_type], marker="o" if len(steps) < 20 else None, label=per_type)
-            ax.fill_between(steps, band[1], band[2], color=colors[per_type], alpha=0.2, lw=0)
+            label = per_type if _has_band(band) else f"{per_type} ({NO_BAND})"
+            ax.plot(steps, band[0], color=colors[per_type], marker="o" if len(steps) < 20 else None, label=label)
+            if _has_band(band):
+                ax.fill_between(steps, band[1], band[2], color=colors[per_type], alpha=0.2, lw=0)
         ax.set(title=task, xlabel="steps", ylabel=ylabel)
         ax.grid(alpha=0.3)
         if curves.get(task):
             ax.legend(fontsize=8)
-    fig.suptitle("learning curves: mean over seeds, 95% bootstrap CI")
+    fig.suptitle(learning_curves_title(curves))
     fig.tight_layout()
     paths = _save(fig, stem)
     plt.close(fig)

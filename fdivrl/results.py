@@ -1,8 +1,9 @@
 """Reading finished runs back from disk, wherever they are under a results directory.
 
 A run directory is any directory holding ``config.json`` (written by ``fdivrl train`` or ``fdivrl
-bench``). Every directory found is either used or skipped with a reason, so a table never silently
-drops a run and a broken directory never crashes a table.
+bench``) or another file only a run writes (a run that lost its ``config.json``). Every directory
+found is either used or skipped with a reason, so a table never silently drops a run and a broken
+directory never crashes a table.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -101,10 +103,15 @@ class UnfinishedRun(FdivrlError):
     """A run directory without a finished summary (still running, interrupted or failed)."""
 
 
+RUN_FILES = (runs.CONFIG_FILE, runs.SUMMARY_FILE, runs.EVAL_FILE, runs.METRICS_FILE, runs.CHECKPOINT_DIR)
+"""What only a run directory holds: one of them marks a run, so a run that lost its config.json is
+reported as corrupt instead of silently not found."""
+
+
 def find_run_dirs(root: Path) -> Iterator[Path]:
-    """Directories under `root` (itself included) that hold a config.json; run dirs are not descended into."""
+    """Directories under `root` (itself included) that hold a run's files; run dirs are not descended into."""
     root = Path(root)
-    if (root / runs.CONFIG_FILE).is_file():
+    if any((root / name).exists() for name in RUN_FILES):
         yield root
         return
     if not root.is_dir():
@@ -127,6 +134,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 def load_run(path: Path) -> Run:
     """The finished run in `path`; raises UnfinishedRun or CorruptRun (with the reason) otherwise."""
     path = Path(path)
+    if not (path / runs.CONFIG_FILE).is_file():
+        raise CorruptRun(f"no {runs.CONFIG_FILE} (the run's config is missing)")
     config = _read_json(path / runs.CONFIG_FILE).get("config")
     if not isinstance(config, dict) or not config.get("per_type"):
         raise CorruptRun("config.json names no per_type")
@@ -209,12 +218,18 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 
 def curves(records: list[dict[str, Any]], key: str) -> dict[int, dict[int, float]]:
-    """Seed -> {step: value} for one key of eval.jsonl or metrics.jsonl records."""
+    """Seed -> {step: value} for one key of eval.jsonl or metrics.jsonl records; non-finite values are
+    left out (see `non_finite`)."""
     out: dict[int, dict[int, float]] = {}
     for r in records:
-        if key in r and "seed" in r and isinstance(r[key], (int, float)):
+        if key in r and "seed" in r and isinstance(r[key], (int, float)) and math.isfinite(r[key]):
             out.setdefault(int(r["seed"]), {})[int(r["step"])] = float(r[key])
     return out
+
+
+def non_finite(records: list[dict[str, Any]], key: str) -> int:
+    """How many records hold a NaN or infinite `key` (left out of `curves`)."""
+    return sum(1 for r in records if isinstance(r.get(key), (int, float)) and not math.isfinite(r[key]))
 
 
 # ---------------------------------------------------------------------------------- table files
@@ -237,6 +252,9 @@ def csv_text(headers: list[str], rows: list[list[Any]]) -> str:
 
 def write_text(path: Path, text: str) -> Path:
     """Atomic, so two processes writing the same table leave one whole table, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    runs.atomic_write_bytes(path, text.encode())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        runs.atomic_write_bytes(path, text.encode())
+    except OSError as exc:  # the CLI checks its directories first; this keeps a late failure one line
+        raise FdivrlError(f"cannot write {path} ({exc.strerror or exc})") from exc
     return path

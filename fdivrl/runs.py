@@ -150,14 +150,14 @@ def source_revision() -> str | None:
     if not (root / ".git").exists():
         return None
     try:
+        # no timeout: Popen.wait(timeout) polls with time.sleep, which tests patch; git here is local
         sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
             text=True,
-            timeout=10,
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -794,9 +794,12 @@ class RunDir:
         directory with no run starts a fresh one (``run.resumed`` tells which happened).
         """
         run = cls(path, keep=keep)
-        if run.path.exists() and not run.path.is_dir():
-            raise FdivrlError(f"--out {run.path} exists and is not a directory")
-        run.path.mkdir(parents=True, exist_ok=True)
+        try:
+            if run.path.exists() and not run.path.is_dir():
+                raise FdivrlError(f"--out {run.path} exists and is not a directory")
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only place, a file on the way, a name too long, ...
+            raise FdivrlError(f"--out {run.path} cannot be created ({exc.strerror or exc})") from exc
         run._lock.acquire()
         try:
             run._remove_temp_files()
@@ -838,7 +841,15 @@ class RunDir:
         return run
 
     def _resume(self, record: dict[str, Any], allowed: tuple[str, ...], command: list[str], now: str) -> None:
-        stored = self.read_config()
+        try:
+            stored = self.read_config()
+            if not isinstance(stored, dict):
+                raise FdivrlError(f"{self.config_path} is not a JSON object")
+        except FdivrlError as exc:  # resuming again cannot fix it: say what can
+            raise FdivrlError(
+                f"cannot resume {self.path}: its config.json is unreadable ({exc}); move the directory away "
+                "(or delete it) to start the run afresh, or choose another --out"
+            ) from exc
         old = {"config": stored.get("config", {}), "seeds": stored.get("seeds", {})}
         diffs = config_diff(old, record)
         bad = [d for d in diffs if not _allowed(d.split(".", 1)[1] if "." in d else d, allowed)]

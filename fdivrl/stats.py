@@ -10,6 +10,7 @@ pandas, seaborn and statsmodels for the handful of lines below.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,18 +19,31 @@ import scipy.stats
 
 TaskScores = Sequence[np.ndarray]
 """One 1-D array of run scores per task."""
+MIN_RUNS = 2
+"""Fewest runs per task a bootstrap interval needs: with one, every resample is that run, and the
+interval would have zero width, as if the estimate were certain."""
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with a 95% (by default) confidence interval."""
+    """A point estimate with a 95% (by default) confidence interval; low and high are NaN when there
+    is no interval (fewer than MIN_RUNS runs in some task)."""
 
     value: float
     low: float
     high: float
+    n: int | None = None
+    """The fewest runs behind the estimate in any task (None: not recorded)."""
 
-    def to_dict(self) -> dict[str, float]:
-        return {"value": self.value, "low": self.low, "high": self.high}
+    @property
+    def has_interval(self) -> bool:
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    def to_dict(self) -> dict[str, float | None]:
+        """JSON-ready: a missing interval is None (JSON has no NaN)."""
+        if self.has_interval:
+            return {"value": self.value, "low": self.low, "high": self.high}
+        return {"value": self.value, "low": None, "high": None}
 
 
 def _tasks(scores: TaskScores) -> list[np.ndarray]:
@@ -118,9 +132,12 @@ def _resample(tasks: list[np.ndarray], reps: int, rng: np.random.Generator) -> l
     return [t[rng.integers(0, t.size, size=(reps, t.size))] for t in tasks]
 
 
-def _interval(point: float, samples: np.ndarray, confidence: float) -> Estimate:
+def _interval(point: float, samples: np.ndarray, confidence: float, n: int) -> Estimate:
+    """The percentile interval, or none (NaN bounds) when some task has fewer than MIN_RUNS runs."""
+    if n < MIN_RUNS:
+        return Estimate(point, math.nan, math.nan, n)
     low, high = np.percentile(samples, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return Estimate(point, float(low), float(high))
+    return Estimate(point, float(low), float(high), n)
 
 
 def aggregate_estimates(
@@ -131,30 +148,38 @@ def aggregate_estimates(
     All four statistics share the same bootstrap resamples, as rliable's interval estimates do.
     """
     tasks = _tasks(scores)
+    n = min(t.size for t in tasks)
     samples = _resample(tasks, reps, np.random.default_rng(seed))
     out = {
-        "mean": _interval(mean(tasks), _v_mean(samples), confidence),
-        "median": _interval(median(tasks), _v_median(samples), confidence),
-        "iqm": _interval(iqm(tasks), _v_iqm(samples), confidence),
+        "mean": _interval(mean(tasks), _v_mean(samples), confidence, n),
+        "median": _interval(median(tasks), _v_median(samples), confidence, n),
+        "iqm": _interval(iqm(tasks), _v_iqm(samples), confidence, n),
     }
     if gamma is not None:
-        out["optimality_gap"] = _interval(optimality_gap(tasks, gamma), _v_gap(gamma)(samples), confidence)
+        out["optimality_gap"] = _interval(optimality_gap(tasks, gamma), _v_gap(gamma)(samples), confidence, n)
     return out
 
 
 def improvement_estimate(
     x: TaskScores, y: TaskScores, reps: int = 10_000, confidence: float = 0.95, seed: int = 0
 ) -> Estimate:
-    """P(X > Y) with a CI from resampling X and Y independently within each task."""
+    """P(X > Y) with a CI from resampling X and Y independently within each task (none when either
+    side has fewer than MIN_RUNS runs in some task)."""
     xs, ys = _tasks(x), _tasks(y)
     point = probability_of_improvement(xs, ys)
     rng = np.random.default_rng(seed)
-    return _interval(point, _v_improvement(_resample(xs, reps, rng), _resample(ys, reps, rng)), confidence)
+    n = min(t.size for t in xs + ys)
+    return _interval(point, _v_improvement(_resample(xs, reps, rng), _resample(ys, reps, rng)), confidence, n)
 
 
 def bootstrap_mean_band(runs: np.ndarray, reps: int = 2_000, confidence: float = 0.95, seed: int = 0) -> np.ndarray:
-    """Mean over runs and its bootstrap CI at every point of a curve: runs (n_runs, n_points) -> (3, n_points)."""
+    """Mean over runs and its bootstrap CI at every point of a curve: runs (n_runs, n_points) -> (3, n_points).
+
+    With fewer than MIN_RUNS runs the CI rows are NaN: there is no interval to draw."""
     runs = np.asarray(runs, dtype=np.float64)
+    if runs.shape[0] < MIN_RUNS:
+        nan = np.full(runs.shape[1:], np.nan)
+        return np.stack([runs.mean(axis=0), nan, nan])
     rng = np.random.default_rng(seed)
     means = runs[rng.integers(0, runs.shape[0], size=(reps, runs.shape[0]))].mean(axis=1)
     low, high = np.percentile(means, [50 * (1 - confidence), 50 * (1 + confidence)], axis=0)

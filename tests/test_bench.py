@@ -235,3 +235,16 @@ def test_tasks_option_selects_suite_tasks_by_name():
     assert B.select_tasks(mujoco, []) is mujoco
     with pytest.raises(ConfigError, match="--tasks Pong: not in the mujoco suite; choose from: Ant"):
         B.select_tasks(mujoco, ["Pong"])
+
+
+def test_a_non_finite_seed_score_is_left_out_of_the_cell_and_named(tmp_path):
+    target = B.Target("umaze", "fdivrl/antmaze/umaze-v1", "stand-in")
+    cfg = B.group_config(target, "KL", "quick", "offline", (0, 1), steps=30)
+    group = B.Group(target, "KL", cfg, tmp_path / "run", tmp_path / "run.log")
+    with runs.RunDir.create(group.out, cfg.to_dict(), seeds={"seeds": [0, 1]}) as run:
+        per_seed = [{"seed": 0, "d4rl_score": float("nan")}, {"seed": 1, "d4rl_score": 40.0}]
+        summary = {"status": "finished", "per_type": "KL", "steps": 30, "seeds": [0, 1]}
+        run.write_summary({**summary, "final_eval": {"per_seed": per_seed}})
+    cell = B._cell(group, ("d4rl_score",), None)
+    assert cell.estimates["d4rl_score"].value == 40.0 and cell.per_seed["d4rl_score"] == {1: 40.0}
+    assert cell.note == "non-finite score of seed 0 left out"

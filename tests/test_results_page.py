@@ -76,7 +76,7 @@ def test_committed_bench_json_and_markdown_agree(stem):
             for metric in table["metrics"]:
                 if metric not in cell:
                     continue
-                est = stats.Estimate(**cell[metric])
+                est = stats.Estimate(**{k: float("nan") if v is None else v for k, v in cell[metric].items()})
                 text = B.format_cell(B.Cell({metric: est}, cell["seeds"], priorities=cell["priorities"]), metric)
                 assert text in line, (row["task"], per_type, metric)
                 values = list(cell["per_seed"][metric].values())
