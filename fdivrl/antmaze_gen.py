@@ -573,7 +573,9 @@ def generate(
     path = dataset_dir(dataset_id)
     with _staging(dataset_id) as staging_root:
         if path.exists() and not overwrite:
-            raise DatasetExists(f"dataset '{dataset_id}' already exists at {path}; pass overwrite to replace it")
+            raise DatasetExists(
+                f"dataset '{dataset_id}' already exists at {path}; pass --overwrite (overwrite=True) to replace it"
+            )
         with _datasets_root(staging_root):
             summary = _generate(
                 spec_task, dataset_id, steps, seed, policy, n_envs, progress, ref_episodes, vectorization,

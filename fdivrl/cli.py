@@ -659,14 +659,12 @@ def data_antmaze(
 
     dataset_id = antmaze_gen.get_task(task).dataset_id
     where = minari_data.dataset_dir(dataset_id)
-    exists = f"dataset '{dataset_id}' already exists at {where}; pass --overwrite to replace it"
-    if where.exists() and not overwrite:
-        raise antmaze_gen.DatasetExists(exists)  # before the walker loads and minutes of generation start
+    if where.exists() and not overwrite:  # before the walker loads and minutes of generation start
+        raise antmaze_gen.DatasetExists(
+            f"dataset '{dataset_id}' already exists at {where}; pass --overwrite to replace it"
+        )
     policy = load_walker(walker_file)
-    try:
-        summary = make_standin(task, steps, seed, policy, envs, ref_episodes, overwrite, quiet or json_out)
-    except antmaze_gen.DatasetExists:  # another process wrote it meanwhile
-        raise antmaze_gen.DatasetExists(exists) from None
+    summary = make_standin(task, steps, seed, policy, envs, ref_episodes, overwrite, quiet or json_out)
     measured = policy.record.get("measured", {})
     summary["walker"] = {
         "file": str(walker_file or DEFAULT_WALKER_PATH),
