@@ -8,6 +8,7 @@ is one line on stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -90,16 +91,24 @@ def seed_list(seed: int, seeds: int) -> list[int]:
 
 
 def usable_dir(option: str, path: Path) -> Path:
-    """Make `path` a directory this process can write in, or fail in one line, before any work starts.
+    """Check that `path` can be (or is) a directory this process writes in, or fail in one line,
+    before any work starts; nothing is left behind, so a later error leaves the disk as it was.
 
-    Creating it is the only reliable test (a read-only mount, /proc, a file on the way, a name too
-    long for the filesystem all fail there); an empty directory left by a later error is harmless."""
+    Trying is the only reliable test (a read-only mount, /proc, a file on the way, a name too long
+    for the filesystem): a temporary directory is made and removed where `path` would go."""
     try:
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{option} {path} is not a directory (a file is there)")
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
+        parent = path
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise ConfigError(f"{option} {path}: {parent} is a file, not a directory")
+        missing = path.relative_to(parent).parts if parent != path else ()
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+        if any(len(os.fsencode(part)) > name_max for part in missing):
+            raise ConfigError(f"{option} {path}: a name is longer than the filesystem allows ({name_max} bytes)")
+        os.rmdir(tempfile.mkdtemp(dir=parent))
     except OSError as exc:
         raise ConfigError(f"{option} {path} cannot be used as a directory ({exc.strerror or exc})") from None
     return path

@@ -58,12 +58,16 @@ def test_online_steps_change_every_network_and_stay_finite(per_type, mode):
     program = learner.compiled_online(3)
     new = jax.tree_util.tree_map(lambda x: x[:, :4], data)
     state, data, metrics = program(state, data, new, jnp.asarray(0, jnp.int32))
+    # PER's priorities come from the critic's TD error (ROER's code): it needs no V, so V stays
+    uses_v = not learner.div.critic_priority
     for name in ("actor", "critic", "value", "temperature"):
         old = jax.tree_util.tree_leaves(getattr(before, name).params)
         now = jax.tree_util.tree_leaves(getattr(state, name).params)
-        assert any(not np.allclose(a, b) for a, b in zip(old, now, strict=True)), name
+        moved = any(not np.allclose(a, b) for a, b in zip(old, now, strict=True))
+        assert moved == (uses_v or name != "value"), name
     assert all(np.all(np.isfinite(np.asarray(v))) for v in metrics.values())
-    assert {"temperature", "entropy", "critic_loss", "value_loss", "priority_raw_mean"} <= set(metrics)
+    assert {"temperature", "entropy", "critic_loss", "priority_raw_mean"} <= set(metrics)
+    assert ("value_loss" in metrics) == uses_v
     assert int(state.step[0]) == 3
 
 
@@ -177,9 +181,10 @@ def test_finetune_prefills_pretrains_and_goes_online(tiny_dataset_id, tmp_path):
         C.preset_config("quick", tiny_dataset_id, "JS-exact", mode="finetune"),
         top={"steps": 40, "chunk": 20, "eval_every": 40, "eval_episodes": 1, "final_eval_episodes": 1},
         learner={"hidden": (32, 32), "batch_size": 16},
-        online={"pretrain_steps": 30, "buffer_size": 1000},
+        online={"pretrain_steps": 30, "buffer_size": 1000, "start_steps": 0},
     )
-    assert cfg.online.start_steps == 0 and cfg.reward_shift == -1.0
+    assert C.preset_config("quick", tiny_dataset_id, "KL", mode="finetune").online.start_steps == 10_000  # ROER
+    assert cfg.reward_shift == -1.0
     summary = train_online(cfg, tmp_path / "ft")
     assert summary["status"] == "finished" and summary["pretrain_steps"] == 30 and summary["steps"] == 40
     assert {"d4rl_score", "normalized_score_x100"} <= set(summary["final_eval"])
