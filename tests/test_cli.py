@@ -78,9 +78,12 @@ def test_user_errors_are_one_line_and_nonzero(argv, needle, capsys):
     assert "Traceback" not in err + out
 
 
-def test_per_type_names_are_case_insensitive(capsys):
+def test_per_type_names_are_case_insensitive(tmp_path, monkeypatch, capsys):
     # validation passes for any casing; bench then stops at the missing datasets (exit 3), not the names
-    code, _, err = run(["bench", "antmaze", "--per-types", "kl,js-EXACT", "--per-types", "Chi2"], capsys)
+    # (an empty minari root: with local stand-ins present this would start a real sweep)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    argv = ["bench", "antmaze", "--per-types", "kl,js-EXACT", "--per-types", "Chi2", "--results", str(tmp_path / "r")]
+    code, _, err = run(argv, capsys)
     assert "unknown per_type" not in err and code == 3
 
 
