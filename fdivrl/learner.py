@@ -236,7 +236,8 @@ class Learner:
         target_critic = optax.incremental_update(critic.params, state.target_critic, c.tau)
 
         # 3. priorities from the new V (or the critic's TD error)
-        new_replay, p_metrics = self._priority_step(state.replay, idx, self._td(target, q, v_s))
+        delta = self._critic_td(target, q) if self.div.critic_priority else target - v_s
+        new_replay, p_metrics = self._priority_step(state.replay, idx, delta)
 
         # 4. actor: advantage-weighted regression with the per_type's policy weight
         pol_w = jax.lax.stop_gradient(self.div.policy_weight((q_targ - v_s) * c.awr_temperature, dc))
@@ -269,11 +270,10 @@ class Learner:
         )
         return new_state, metrics
 
-    def _td(self, target: jax.Array, q: jax.Array, v_s: jax.Array) -> jax.Array:
-        """The TD error priorities are computed from: the critic's (mean over heads) or V's."""
-        if self.div.critic_priority:
-            return jnp.mean(jax.lax.stop_gradient(target - q), axis=0)
-        return target - v_s
+    @staticmethod
+    def _critic_td(target: jax.Array, q: jax.Array) -> jax.Array:
+        """The critic's TD error, mean over its heads: the priority source of PER (ROER's code)."""
+        return jnp.mean(jax.lax.stop_gradient(target - q), axis=0)
 
     def online_critic_loss(
         self, params: Any, obs: jax.Array, actions: jax.Array, target: jax.Array, w: jax.Array
@@ -311,7 +311,7 @@ class Learner:
         # critic priorities (PER) need no V
         value, new_replay, v_metrics = state.value, state.replay, {}
         if self.replay_cfg.prioritized and self.div.critic_priority:
-            new_replay, v_metrics = self._priority_step(state.replay, idx, self._td(target, q, None))
+            new_replay, v_metrics = self._priority_step(state.replay, idx, self._critic_td(target, q))
         elif self.replay_cfg.prioritized:
             noise = jnp.clip(c.value_noise * jax.random.normal(k_noise, b.actions.shape), -0.5, 0.5)
             a_smooth = jnp.clip(b.actions + noise, -1.0, 1.0)

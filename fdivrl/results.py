@@ -158,7 +158,9 @@ def load_run(path: Path) -> Run:
         prioritized = bool((config.get("replay") or {}).get("prioritized", config["per_type"] != "uniform"))
         act = summary.get("activity")
         if isinstance(act, dict):
-            per_seed_act = {int(r["seed"]): activity.seed_record(_prefixed(r)) for r in act.get("per_seed", [])}
+            per_seed_act = {
+                int(r["seed"]): {k: float(r[k]) for k in activity.FIELDS if k in r} for r in act.get("per_seed", [])
+            }
         else:
             per_seed_act = {s: activity.seed_record(r) for s, r in activity.last_rows(_metrics(path)).items()}
         task = config.get("env") if mode == "online" and config.get("env") else config.get("dataset")
@@ -179,11 +181,6 @@ def load_run(path: Path) -> Run:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptRun(f"summary.json is malformed ({type(exc).__name__}: {exc})") from exc
-
-
-def _prefixed(record: dict[str, Any]) -> dict[str, Any]:
-    """A summary's activity record under the metrics keys activity.seed_record reads."""
-    return {src: record[k] for k, src in activity.FIELDS.items() if k in record}
 
 
 def _metrics(path: Path) -> list[dict[str, Any]]:

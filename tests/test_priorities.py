@@ -40,9 +40,9 @@ def test_per_priorities_are_the_critics_td_error_set_directly_and_not_uniform():
     assert learner.replay_cfg.scheme == "direct" and learner.replay_cfg.min_clip == 0.0
     target = jnp.asarray([1.0, -2.0, 0.5])
     q = jnp.asarray([[0.0, -1.0, 0.5], [2.0, -3.0, 0.5]])  # two heads
-    np.testing.assert_allclose(learner._td(target, q, None), [0.0, 0.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(learner._critic_td(target, q), [0.0, 0.0, 0.0], atol=1e-7)
     q = jnp.asarray([[0.0, -1.0, 0.0], [0.0, -1.0, 1.0]])
-    np.testing.assert_allclose(learner._td(target, q, None), [1.0, -1.0, 0.0])
+    np.testing.assert_allclose(learner._critic_td(target, q), [1.0, -1.0, 0.0])
     status, stats = final_status(learner)
     assert status == "active" and stats["ess_frac"] < activity.ESS_INACTIVE
     assert stats["floor_frac"] < 0.05  # ROER's floor of 10 used to pin every weight here

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bench import cli
 from test_compare import TASK_A, TASK_B, write_run  # tests/ is on sys.path (rootdir conftest)
 from tiny_datasets import copy_dataset
 
@@ -24,14 +25,6 @@ from fdivrl import minari_data, plots, runs, stats
 from fdivrl.cli import main
 
 T = ["--steps", "200", "--chunk", "100", "--eval-every", "200", "--eval-episodes", "1", "--quiet"]
-
-
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process; usable from module-scoped fixtures, unlike capsys."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    return exit_info.value.code, out.getvalue(), err.getvalue()
 
 
 def one_line_error(code: int, out: str, err: str, *needles: str) -> str:
