@@ -3,7 +3,7 @@
     python benchmarks/antmaze_gen.py [--task umaze] [--steps 50000] [--envs 10] [--walker-file PATH]
 
 Collects ``--steps`` transitions twice into a temporary minari root with the generator itself
-(`fdivrl.antmaze_gen.generate`, reference episodes cut to 10): once driven by the walker (batched,
+(`fdivrl.data.antmaze.generator.generate`, reference episodes cut to 10): once driven by the walker (batched,
 jitted policy calls, as `fdivrl data antmaze` does), once by a policy that returns zeros (the cost of
 the vector envs, the waypoint controller and the writer alone). The last line is one JSON object:
 steps_per_s (walker; target ≥ 2000 on 2 cores), steps_per_s_env_only, and policy_share = the
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fdivrl import antmaze_gen, walker
+from fdivrl.data.antmaze import generator as antmaze_gen
+from fdivrl.data.antmaze import walker
 
 TARGET = 2000.0
 

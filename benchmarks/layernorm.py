@@ -1,4 +1,4 @@
-"""LayerNorm forward+backward on XLA CPU: flax's nn.LayerNorm against fdivrl.networks.LayerNorm.
+"""LayerNorm forward+backward on XLA CPU: flax's nn.LayerNorm against fdivrl.learning.networks.LayerNorm.
 
     python benchmarks/layernorm.py [--batch 256] [--features 256] [--steps 300] [--repeats 11]
 
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fdivrl.networks import LayerNorm
+from fdivrl.learning.networks import LayerNorm
 
 
 def _program(apply: Callable, params: dict, x: jax.Array, w: jax.Array, steps: int, heads: int) -> Callable:

@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdivrl import config as C
-from fdivrl import divergences as D
-from fdivrl.learner import Batch, Learner
-from fdivrl.online import SeedEnvs, gym_env_info, train_online
+from fdivrl.core import divergences as D
+from fdivrl.learning.learner import Batch, Learner
+from fdivrl.training.online import SeedEnvs, gym_env_info, train_online
 
 
 def online_config(env: str, per_type: str, steps: int) -> C.TrainConfig:

@@ -1,4 +1,4 @@
-"""Micro-benchmark of fdivrl.replay: sample + update per step inside a 1000-step lax.scan.
+"""Micro-benchmark of fdivrl.learning.replay: sample + update per step inside a 1000-step lax.scan.
 
 Shaped like the learner's step: the loss weights only reach a metric, and the fresh priorities do not
 depend on them (ROER computes them from the new V), which is the case where a careless read of the
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fdivrl import replay
+from fdivrl.learning import replay
 
 
 def _program(cfg: replay.ReplayConfig, batch: int, steps: int, seeds: int):

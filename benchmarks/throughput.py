@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdivrl import divergences as D
-from fdivrl.learner import Batch, Learner, LearnerConfig
-from fdivrl.replay import ReplayConfig
+from fdivrl.core import divergences as D
+from fdivrl.learning.learner import Batch, Learner, LearnerConfig
+from fdivrl.learning.replay import ReplayConfig
 
 
 def synthetic_data(n: int, obs_dim: int = 31, act_dim: int = 8, seed: int = 0) -> Batch:

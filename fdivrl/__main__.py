@@ -1,5 +1,5 @@
 """`python -m fdivrl ...` runs the command line."""
 
-from fdivrl.cli import main
+from fdivrl.cli.app import main
 
 main()

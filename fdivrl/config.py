@@ -11,10 +11,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from fdivrl import divergences as D
+from fdivrl.core import divergences as D
 from fdivrl.errors import ConfigError
-from fdivrl.learner import LearnerConfig
-from fdivrl.replay import ReplayConfig
+from fdivrl.learning.learner import LearnerConfig
+from fdivrl.learning.replay import ReplayConfig
 
 DEFAULT_DATASET = "D4RL/antmaze/umaze-v1"
 MAX_COUNT = 2**31 - 1

@@ -1,4 +1,4 @@
-"""fdivrl.antmaze_gen: the local D4RL AntMaze stand-ins, written and read back like the real data."""
+"""fdivrl.data.antmaze.generator: the local D4RL AntMaze stand-ins, written and read back like the real data."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ import minari
 import numpy as np
 import pytest
 
-from fdivrl import antmaze_gen, mazes
-from fdivrl import minari_data as md
+from fdivrl.data import datasets as md
+from fdivrl.data.antmaze import generator as antmaze_gen
+from fdivrl.data.antmaze import mazes
 from fdivrl.errors import ConfigError, DatasetError
-from fdivrl.runs import RunLock
+from fdivrl.runs.rundir import RunLock
 
 GEN_ID = "fdivrl-test/antmaze-gen-umaze-v1"
 D4RL_METADATA_KEYS = {

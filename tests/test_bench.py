@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from fdivrl import bench as B
 from fdivrl import config as C
-from fdivrl import runs
-from fdivrl.cli import main
+from fdivrl.analysis import bench as B
+from fdivrl.cli.app import main
 from fdivrl.errors import ConfigError
+from fdivrl.runs import rundir as runs
 
 TINY = ["--steps", "20", "--chunk", "10", "--eval-every", "10", "--eval-episodes", "1", "--quiet"]
 
@@ -70,7 +70,7 @@ def test_suites_hold_the_presets_hyperparameters():
 
 
 def test_reference_scores_cite_a_source_per_column():
-    raw = json.loads((B.BENCHMARKS_DIR / "reference_scores.json").read_text())
+    raw = B.read_suite_file("reference_scores.json")
     tasks = {"antmaze": set(C.ANTMAZE_TASKS), "mujoco": {t.task for t in B.load_suite("mujoco").tasks}}
     for suite, table in raw.items():
         assert table["unit"]

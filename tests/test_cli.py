@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from fdivrl import __version__
-from fdivrl.cli import main
+from fdivrl.cli.app import main
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from fdivrl import compare as K
-from fdivrl import runs
-from fdivrl.cli import main
+from fdivrl.analysis import compare as K
+from fdivrl.analysis.results import scan
+from fdivrl.cli.app import main
 from fdivrl.errors import ConfigError
-from fdivrl.results import scan
+from fdivrl.runs import rundir as runs
 
 TASK_A, TASK_B, TASK_C = "fdivrl/antmaze/umaze-v1", "fdivrl/antmaze/medium-play-v1", "D4RL/antmaze/large-play-v1"
 

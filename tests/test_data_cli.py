@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from fdivrl import config as C
-from fdivrl import minari_data, walker
-from fdivrl import walker_train as W
-from fdivrl.cli import main
-from fdivrl.networks import Actor
-from fdivrl.online import train_online
+from fdivrl.cli.app import main
+from fdivrl.data import datasets as minari_data
+from fdivrl.data.antmaze import walker
+from fdivrl.data.antmaze import walker_training as W
+from fdivrl.learning.networks import Actor
+from fdivrl.training.online import train_online
 
 
 def cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -80,7 +81,7 @@ TINY_TRAIN = ["train", "--per-type", "KL", "--steps", "4", "--chunk", "2", "--ev
 @pytest.fixture
 def first_use(tmp_path, monkeypatch):
     """An empty minari root, a random-init walker as the package's, and a 300-step default stand-in."""
-    from fdivrl import antmaze_gen
+    from fdivrl.data.antmaze import generator as antmaze_gen
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
     actor = Actor(W.WALKER_HIDDEN, walker.ACT_DIM)
@@ -109,9 +110,9 @@ def test_train_default_generates_the_umaze_standin_on_first_use(first_use, tmp_p
 
 def test_train_default_waits_for_another_process_generating_it(first_use, tmp_path, monkeypatch, capsys):
     """A second `fdivrl train` on a fresh machine waits for the first one's stand-in and trains on it."""
-    from fdivrl import antmaze_gen
-    from fdivrl import cli as cli_module
-    from fdivrl.runs import RunLock
+    from fdivrl.cli import app as cli_module
+    from fdivrl.data.antmaze import generator as antmaze_gen
+    from fdivrl.runs.rundir import RunLock
 
     staging = first_use / antmaze_gen.STAGING_DIR
     staging.mkdir(parents=True)

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fdivrl import divergences as D
-from fdivrl.divergence_report import dual_multiplier, random_instance, seed_comparison
+from fdivrl.core import divergences as D
+from fdivrl.core.primal import objective, solve_primal
+from fdivrl.core.report import dual_multiplier, random_instance, seed_comparison
 from fdivrl.errors import ConfigError, UnknownPerType
-from fdivrl.primal import objective, solve_primal
 
 CLOSED = [d for d in D.REGISTRY.values() if isinstance(d, D.FDivergence)]
 CLOSED_IDS = [d.name for d in CLOSED]

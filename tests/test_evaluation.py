@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fdivrl.errors import ConfigError
-from fdivrl.evaluation import EvalResult, antmaze_eval_env, dict_obs_fn, episode_seed, evaluate
+from fdivrl.training.evaluation import EvalResult, antmaze_eval_env, dict_obs_fn, episode_seed, evaluate
 
 ANTMAZE = "AntMaze_UMaze-v4"
 

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fdivrl import divergences as D
-from fdivrl.learner import Batch, Learner, LearnerConfig
-from fdivrl.replay import ReplayConfig
+from fdivrl.core import divergences as D
+from fdivrl.learning.learner import Batch, Learner, LearnerConfig
+from fdivrl.learning.replay import ReplayConfig
 
 SMALL = LearnerConfig(hidden=(32, 32), batch_size=64, total_steps=1000)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fdivrl.errors import ConfigError
-from fdivrl.loggers import Logger, make_logger
+from fdivrl.runs.loggers import Logger, make_logger
 
 
 def test_tensorboard_writes_readable_scalars(tmp_path):

@@ -1,4 +1,4 @@
-"""fdivrl.minari_data: flattening, reward/mask conventions, cache, and one-line DatasetErrors."""
+"""fdivrl.data.datasets: flattening, reward/mask conventions, cache, and one-line DatasetErrors."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tiny_datasets import copy_dataset, make_box_dataset, patch_metadata
 
-from fdivrl import minari_data as md
+from fdivrl.data import datasets as md
 from fdivrl.errors import ConfigError, DatasetError
 
 

@@ -1,4 +1,4 @@
-"""fdivrl.networks.LayerNorm is flax's nn.LayerNorm: same parameters, outputs and gradients."""
+"""fdivrl.learning.networks.LayerNorm is flax's nn.LayerNorm: same parameters, outputs and gradients."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fdivrl.networks import MLP, Actor, Critic, LayerNorm, Value, layer_norm
+from fdivrl.learning.networks import MLP, Actor, Critic, LayerNorm, Value, layer_norm
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -117,7 +117,7 @@ def test_function_form_and_epsilon():
 @pytest.mark.parametrize("module", [MLP((16, 16), 3, True), Value((16, 16), True), Actor((16, 16), 2, True)])
 def test_networks_match_flax_layernorm(module, monkeypatch):
     """The whole MLPs, with networks.LayerNorm swapped for flax's: same parameters, outputs, gradients."""
-    import fdivrl.networks as networks
+    import fdivrl.learning.networks as networks
 
     obs = _inputs(jax.random.key(7), (9, 5))
     params = module.init(jax.random.key(8), obs)
@@ -132,7 +132,7 @@ def test_networks_match_flax_layernorm(module, monkeypatch):
 
 
 def test_critic_heads_match_flax_layernorm(monkeypatch):
-    import fdivrl.networks as networks
+    import fdivrl.learning.networks as networks
 
     critic = Critic((16, 16), 2, True)
     obs, act = _inputs(jax.random.key(9), (9, 5)), _inputs(jax.random.key(10), (9, 2))

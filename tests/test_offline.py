@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from fdivrl import config as C
-from fdivrl import runs
-from fdivrl.cli import main
+from fdivrl.cli.app import main
 from fdivrl.errors import TrainingDiverged
-from fdivrl.offline import train_offline
+from fdivrl.runs import rundir as runs
+from fdivrl.training.offline import train_offline
 
 
 def cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -144,7 +144,7 @@ def test_config_validation_errors_are_one_line(tiny_dataset_id, capsys):
 
 def test_default_out_names_dataset_per_type_and_seeds():
     cfg = C.with_overrides(C.preset_config("quick", C.DEFAULT_DATASET, "js"), top={"seeds": (0, 1, 2)})
-    from fdivrl.offline import default_out
+    from fdivrl.training.offline import default_out
 
     assert default_out(cfg) == Path("runs/D4RL_antmaze_umaze-v1/JS-quick-s0x3")
     assert cfg.divergence.beta == 2.0  # XQL's umaze temperature

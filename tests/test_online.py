@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from fdivrl import config as C
-from fdivrl import divergences as D
-from fdivrl import minari_data, runs
-from fdivrl.cli import main
+from fdivrl.cli.app import main
+from fdivrl.core import divergences as D
+from fdivrl.data import datasets as minari_data
 from fdivrl.errors import ConfigError
-from fdivrl.learner import Batch, Learner, LearnerConfig, to_batch
-from fdivrl.online import _score, env_info, gym_env_info, prefill, train_online
-from fdivrl.replay import ReplayConfig
+from fdivrl.learning.learner import Batch, Learner, LearnerConfig, to_batch
+from fdivrl.learning.replay import ReplayConfig
+from fdivrl.runs import rundir as runs
+from fdivrl.training.online import _score, env_info, gym_env_info, prefill, train_online
 
 
 def cli(argv: list[str], capsys) -> tuple[int, str, str]:

@@ -1,4 +1,4 @@
-"""fdivrl.mazes and fdivrl.planner: the six AntMaze tasks, cell geometry, BFS paths, waypoint control."""
+"""AntMaze mazes and planner: the six tasks, cell geometry, BFS paths, waypoint control."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from scipy.sparse import lil_matrix
 from scipy.sparse.csgraph import shortest_path
 
-from fdivrl import mazes
+from fdivrl.data.antmaze import mazes
+from fdivrl.data.antmaze.planner import SWITCH_RADIUS, WAYPOINT_JITTER, WaypointController, plan_path
 from fdivrl.errors import ConfigError
-from fdivrl.planner import SWITCH_RADIUS, WAYPOINT_JITTER, WaypointController, plan_path
 
 ALL_TASKS = list(mazes.TASKS.values())
 

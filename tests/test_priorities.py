@@ -10,10 +10,11 @@ import pytest
 from scipy import optimize
 from test_learner import random_data
 
-from fdivrl import activity, replay
 from fdivrl import config as C
-from fdivrl import divergences as D
-from fdivrl.learner import Learner, LearnerConfig
+from fdivrl.analysis import activity
+from fdivrl.core import divergences as D
+from fdivrl.learning import replay
+from fdivrl.learning.learner import Learner, LearnerConfig
 
 SMALL = LearnerConfig(hidden=(32, 32), batch_size=64, total_steps=1000)
 UMAZE = "fdivrl/antmaze/umaze-v1"

@@ -19,10 +19,12 @@ from test_bench import cli
 from test_compare import TASK_A, TASK_B, write_run  # tests/ is on sys.path (rootdir conftest)
 from tiny_datasets import copy_dataset
 
-from fdivrl import bench as B
-from fdivrl import compare as K
-from fdivrl import minari_data, plots, runs, stats
-from fdivrl.cli import main
+from fdivrl.analysis import bench as B
+from fdivrl.analysis import compare as K
+from fdivrl.analysis import plots, stats
+from fdivrl.cli.app import main
+from fdivrl.data import datasets as minari_data
+from fdivrl.runs import rundir as runs
 
 T = ["--steps", "200", "--chunk", "100", "--eval-every", "200", "--eval-episodes", "1", "--quiet"]
 
@@ -262,8 +264,8 @@ def test_online_updates_beyond_the_step_counter_are_refused(tmp_path):
 
 
 def test_generating_the_default_dataset_says_how_long_first(tmp_path, monkeypatch):
-    from fdivrl import cli as cli_module
-    from fdivrl import walker
+    from fdivrl.cli import app as cli_module
+    from fdivrl.data.antmaze import walker
     from fdivrl.errors import FdivrlError
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from fdivrl import replay
 from fdivrl.errors import ConfigError
+from fdivrl.learning import replay
 
 WEIGHT = replay.ReplayConfig(mode="weight", scheme="avg")
 SAMPLE = replay.ReplayConfig(mode="sample")

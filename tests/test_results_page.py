@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from fdivrl import bench as B
-from fdivrl import divergences as D
-from fdivrl import stats
+from fdivrl.analysis import bench as B
+from fdivrl.analysis import stats
+from fdivrl.core import divergences as D
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results"

@@ -19,7 +19,7 @@ import pytest
 from flax.training.train_state import TrainState
 
 from fdivrl.errors import ConfigError, FdivrlError, TrainingDiverged
-from fdivrl.runs import (
+from fdivrl.runs.rundir import (
     ConfigMismatch,
     RunDir,
     RunLock,
@@ -160,7 +160,7 @@ def test_lock_held_by_other_process(tmp_path: Path) -> None:
         f"""
         import sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
-        from fdivrl.runs import RunLock
+        from fdivrl.runs.rundir import RunLock
         lock = RunLock({str(lock_path)!r}).acquire()
         print("locked", flush=True)
         time.sleep(60)

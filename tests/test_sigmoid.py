@@ -10,9 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from fdivrl import divergence_report as R
-from fdivrl import divergences as D
-from fdivrl.primal import solve_primal
+from fdivrl.core import divergences as D
+from fdivrl.core import report as R
+from fdivrl.core.primal import solve_primal
 
 CFG = D.DivergenceConfig(beta=1.0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fdivrl import stats
+from fdivrl.analysis import stats
 
 # three tasks, four runs each; pooled and sorted: 0 5 5 5 5 10 20 30 40 50 60 100
 TASKS = [np.array([0.0, 10, 20, 30]), np.array([40.0, 50, 60, 100]), np.array([5.0, 5, 5, 5])]

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fdivrl import walker
+from fdivrl.data.antmaze import walker
+from fdivrl.data.datasets import register_robotics_envs
 from fdivrl.errors import DatasetError
-from fdivrl.minari_data import register_robotics_envs
-from fdivrl.networks import Actor
+from fdivrl.learning.networks import Actor
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""fdivrl.walker_train.measure: the walker's quality bar, measured with the waypoint controller in AntMaze."""
+"""walker_training.measure: the walker's quality bar, measured with the waypoint controller in AntMaze."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from fdivrl import antmaze_gen, mazes, walker
-from fdivrl import walker_train as W
-from fdivrl.networks import Actor
+from fdivrl.data.antmaze import generator as antmaze_gen
+from fdivrl.data.antmaze import mazes, walker
+from fdivrl.data.antmaze import walker_training as W
+from fdivrl.learning.networks import Actor
 
 
 def test_measure_runs_both_bar_tasks_with_a_random_walker(tmp_path: Path):

@@ -1,7 +1,7 @@
 """The occupancy problem of docs/theory.md §1 solved numerically, knowing only f and f'.
 
 This is the independent check of every closed form: it never uses w*(z) or f*, only the generator,
-so agreement with :func:`fdivrl.divergences.optimal_ratio` tests the algebra, not a copy of it.
+so agreement with :func:`fdivrl.core.divergences.optimal_ratio` tests the algebra, not a copy of it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from fdivrl.divergences import FDivergence
+from fdivrl.core.divergences import FDivergence
 
 W_FLOOR = 1e-12  # generators like −log w are undefined at 0: keep iterates strictly positive
 LIFT = 1e-7

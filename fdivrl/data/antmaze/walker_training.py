@@ -14,11 +14,13 @@ from typing import Any
 import jax
 import numpy as np
 
-from fdivrl import antmaze_gen, runs, walker
 from fdivrl import config as C
+from fdivrl.data.antmaze import generator as antmaze_gen
+from fdivrl.data.antmaze import walker
+from fdivrl.data.antmaze.planner import WaypointPolicy
 from fdivrl.errors import FdivrlError
-from fdivrl.networks import Actor
-from fdivrl.planner import WaypointPolicy
+from fdivrl.learning.networks import Actor
+from fdivrl.runs import rundir as runs
 
 WALKER_STEPS = 1_000_000
 WALKER_HIDDEN = (256, 256)
@@ -72,7 +74,7 @@ def measure(
     n_envs: int = antmaze_gen.DEFAULT_N_ENVS,
     progress: antmaze_gen.Progress | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The walker's quality: :func:`fdivrl.antmaze_gen.controller_success` per task, with its bar.
+    """The walker's quality: :func:`fdivrl.data.antmaze.generator.controller_success` per task, with its bar.
 
     Each task's dict gains ``bar`` (its `QUALITY_BAR` entry, None for a task without one) and
     ``meets_bar`` (success_rate ≥ bar; None without a bar).

@@ -1,7 +1,7 @@
 """`fdivrl bench`: a suite's tasks × per_types, all seeds of one (task, per_type) vmapped in one run.
 
-Suites are data (benchmarks/suites/*.json) and so are the published scores the table shows beside
-ours (benchmarks/reference_scores.json). Each (task, per_type) group is one run directory under
+Suites are data (fdivrl/suites/*.json, shipped in the wheel) and so are the published scores the table shows beside
+ours (fdivrl/suites/reference_scores.json). Each (task, per_type) group is one run directory under
 the results directory; reruns skip groups already finished with the same config and resume
 interrupted ones. A failing group is reported with its log and the sweep goes on; a group whose
 run another process holds (a second bench on the same results) is reported busy, not touched.
@@ -24,12 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fdivrl import activity, minari_data, results, runs, stats
 from fdivrl import config as C
-from fdivrl import divergences as D
+from fdivrl.analysis import activity, results, stats
+from fdivrl.core import divergences as D
+from fdivrl.data import datasets as minari_data
 from fdivrl.errors import ConfigError, DatasetError, FdivrlError
+from fdivrl.runs import rundir as runs
 
-BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
+"""Suites and published scores: package data, so bench works from an installed wheel."""
 # column tags and what they mean (the legend under every table)
 METRIC_LABELS = {
     "d4rl_score": ("D4RL", "D4RL-style score = 100 × success rate (episode ends at the goal)"),
@@ -60,18 +63,16 @@ class Suite:
     tasks: tuple[SuiteTask, ...]
 
 
-def _read_benchmark_file(relative: str) -> dict[str, Any]:
-    path = BENCHMARKS_DIR / relative
+def read_suite_file(name: str) -> dict[str, Any]:
+    path = SUITES_DIR / name
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot read {path} ({' '.join(str(exc).split())}); bench runs from an fdivrl checkout"
-        ) from exc
+        raise ConfigError(f"cannot read {path} ({' '.join(str(exc).split())}); reinstall fdivrl") from exc
 
 
 def load_suite(name: str) -> Suite:
-    raw = _read_benchmark_file(f"suites/{name}.json")
+    raw = read_suite_file(f"{name}.json")
     return Suite(
         name=raw["name"],
         modes=tuple(raw["modes"]),
@@ -97,7 +98,7 @@ def select_tasks(suite: Suite, names: Sequence[str]) -> Suite:
 
 def reference_columns(suite: str, mode: str) -> list[dict[str, Any]]:
     """The published columns that apply to this suite and mode, each with its source."""
-    table = _read_benchmark_file("reference_scores.json").get(suite, {})
+    table = read_suite_file("reference_scores.json").get(suite, {})
     return [c for c in table.get("columns", []) if mode in c["modes"]]
 
 
@@ -249,10 +250,10 @@ TrainFn = Callable[..., dict[str, Any]]
 def trainer(mode: str) -> TrainFn:
     """train_offline for offline sweeps, train_online for online and finetune ones."""
     if mode == "offline":
-        from fdivrl.offline import train_offline
+        from fdivrl.training.offline import train_offline
 
         return train_offline
-    from fdivrl.online import train_online
+    from fdivrl.training.online import train_online
 
     return train_online
 
@@ -378,7 +379,7 @@ class Cell:
     seeds: int
     note: str = ""
     priorities: str = "–"
-    """fdivrl.activity's verdict: active, inactive (a floor artefact, not a result), uniform, ..."""
+    """fdivrl.analysis.activity's verdict: active, inactive (a floor artefact, not a result), uniform, ..."""
     per_seed: dict[str, dict[int, float]] = field(default_factory=dict)
     """metric -> seed -> the score each seed contributed (so every cell traces back to its runs)."""
     run: str = ""

@@ -21,8 +21,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from fdivrl import __version__
-from fdivrl import divergences as D
 from fdivrl.config import MAX_COUNT
+from fdivrl.core import divergences as D
 from fdivrl.errors import ConfigError, DatasetError, FdivrlError
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ def train(
     name = D.get(per_type).name
     mode = choice("--mode", mode, ("offline", "online", "finetune"))
     from fdivrl import config as C
-    from fdivrl import replay as R
+    from fdivrl.learning import replay as R
 
     preset = choice("--preset", preset, C.PRESETS)
     priority_mode = choice("--priority-mode", priority_mode, R.MODES)
@@ -279,12 +279,12 @@ def train(
         err_console.print(f"[yellow]note: {caveat}")
     reporter = RichReporter(quiet=quiet or json_out)
     if mode == "offline":
-        from fdivrl.offline import default_out, train_offline
+        from fdivrl.training.offline import default_out, train_offline
 
         run_dir = out or usable_dir("--out", default_out(cfg))
         summary = train_offline(cfg, run_dir, resume=resume, reporter=reporter, log=log)
     else:
-        from fdivrl.online import default_out, train_online
+        from fdivrl.training.online import default_out, train_online
 
         run_dir = out or usable_dir("--out", default_out(cfg))
         summary = train_online(cfg, run_dir, resume=resume, reporter=reporter, log=log)
@@ -313,9 +313,10 @@ def resolve_default_dataset(quiet: bool = False) -> str:
     Generation uses the shipped walker and `fdivrl data antmaze umaze`'s defaults (1M steps), so
     the embedded default runs on a machine that cannot download minari's data. A process that finds
     another one generating it waits for that one and uses its dataset."""
-    from fdivrl import antmaze_gen, minari_data
     from fdivrl.config import DEFAULT_DATASET, LOCAL_DEFAULT_DATASET
-    from fdivrl.walker import load_walker
+    from fdivrl.data import datasets as minari_data
+    from fdivrl.data.antmaze import generator as antmaze_gen
+    from fdivrl.data.antmaze.walker import load_walker
 
     present = minari_data.local_datasets()
     if DEFAULT_DATASET in present:
@@ -425,7 +426,7 @@ def print_summary(summary: dict, run_dir: Path) -> None:
             f"return {score['mean_return']:.1f}, D4RL-style {score['d4rl_score']:.1f}"
         )
     if summary.get("activity"):
-        from fdivrl import activity
+        from fdivrl.analysis import activity
 
         for line in activity.describe(summary["activity"]):
             console.print(line)
@@ -478,8 +479,8 @@ def bench(
     present locally, else its local stand-in (fdivrl data antmaze <task>); datasets with neither
     are reported and left out. Tables: <results>/bench-<suite>-<mode>.{md,csv,json}.
     """
-    from fdivrl import bench as B
     from fdivrl import config as C
+    from fdivrl.analysis import bench as B
 
     suite = choice("suite", suite, SUITES)
     chosen = per_types(split_list(per_types_) or ["KL", "JS"])
@@ -592,7 +593,7 @@ def compare(
     Uses every finished run of the named per_types under --results (bench or train runs alike) and
     lists the run directories it skipped and why (unfinished, corrupt, another per_type).
     """
-    from fdivrl import compare as K
+    from fdivrl.analysis import compare as K
 
     chosen = tuple(dict.fromkeys(per_types(split_list(names))))
     if len(chosen) < 2:
@@ -621,7 +622,7 @@ def compare(
         console.print(rich_table)
     for note in comparison.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
-    from fdivrl.activity import RULE
+    from fdivrl.analysis.activity import RULE
 
     console.print(f"priorities {RULE}: an inactive per_type trained with uniform replay")
     console.print(f"written: {', '.join(str(f) for f in files)}")
@@ -630,7 +631,7 @@ def compare(
 @data_app.command("list")
 def data_list() -> None:
     """Datasets present under $MINARI_DATASETS_PATH (default ~/.minari/datasets)."""
-    from fdivrl import minari_data
+    from fdivrl.data import datasets as minari_data
 
     found = minari_data.local_datasets()
     if not found:
@@ -663,8 +664,9 @@ def data_antmaze(
     for option, value in (("--steps", steps), ("--envs", envs), ("--ref-episodes", ref_episodes)):
         count_option(option, value)
     seed_list(seed, 1)
-    from fdivrl import antmaze_gen, minari_data
-    from fdivrl.walker import DEFAULT_WALKER_PATH, load_walker
+    from fdivrl.data import datasets as minari_data
+    from fdivrl.data.antmaze import generator as antmaze_gen
+    from fdivrl.data.antmaze.walker import DEFAULT_WALKER_PATH, load_walker
 
     dataset_id = antmaze_gen.get_task(task).dataset_id
     where = minari_data.dataset_dir(dataset_id)
@@ -701,7 +703,7 @@ def make_standin(
     """Run the generator under a rich progress bar (one bar per phase)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from fdivrl import antmaze_gen
+    from fdivrl.data.antmaze import generator as antmaze_gen
 
     labels = {"ref-random": "ref_min (random)", "ref-controller": "ref_max (controller)", "collect": "collect"}
     bars: dict[str, int] = {}
@@ -745,9 +747,9 @@ def data_walker(
     usable_dir("--out", out)
     if walker_file is not None:
         usable_dir("--walker-file's directory", walker_file.parent)
-    from fdivrl import walker
-    from fdivrl import walker_train as W
-    from fdivrl.online import train_online
+    from fdivrl.data.antmaze import walker
+    from fdivrl.data.antmaze import walker_training as W
+    from fdivrl.training.online import train_online
 
     cfg = W.walker_config(steps, seed)
     summary = train_online(cfg, out, resume=resume, reporter=RichReporter(quiet=quiet))
@@ -779,8 +781,8 @@ def divergences(
     json_out: Annotated[bool, typer.Option("--json", help="Print everything as one JSON object.")] = False,
 ) -> None:
     """Every per_type's weights side by side, each closed form checked against a numerical solver."""
-    from fdivrl import divergence_report as R
-    from fdivrl.plots import plot_divergences
+    from fdivrl.analysis.plots import plot_divergences
+    from fdivrl.core import report as R
 
     cfg = D.DivergenceConfig(beta=beta, max_clip=max_clip).validate()
     count_option("--instances", instances)

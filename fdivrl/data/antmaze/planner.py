@@ -16,8 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from fdivrl.data.antmaze.mazes import Cell, MazeMap, cell_to_xy, free_mask, map_shape, xy_to_cell
 from fdivrl.errors import ConfigError
-from fdivrl.mazes import Cell, MazeMap, cell_to_xy, free_mask, map_shape, xy_to_cell
 
 SWITCH_RADIUS = 0.45  # switch waypoints within this distance (AntMaze's goal radius)
 WAYPOINT_JITTER = 0.1  # waypoints are cell centres minus U[0, WAYPOINT_JITTER) per axis

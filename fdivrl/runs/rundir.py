@@ -146,7 +146,7 @@ def source_revision() -> str | None:
     None when it is not a git checkout (an installed wheel)."""
     import subprocess
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None
     try:

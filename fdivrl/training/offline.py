@@ -17,10 +17,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from fdivrl import activity, evaluation, loggers, minari_data, runs
-from fdivrl import divergences as D
+from fdivrl.analysis import activity
 from fdivrl.config import TrainConfig
-from fdivrl.learner import Learner, LearnerState, to_batch
+from fdivrl.core import divergences as D
+from fdivrl.data import datasets as minari_data
+from fdivrl.learning.learner import Learner, LearnerState, to_batch
+from fdivrl.runs import loggers
+from fdivrl.runs import rundir as runs
+from fdivrl.training import evaluation
 
 # resuming to a longer --steps is allowed; with cosine_actor_lr it moves the schedule, so only equal --steps
 # reproduce an uninterrupted run number for number

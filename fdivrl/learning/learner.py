@@ -32,10 +32,10 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from fdivrl import replay
-from fdivrl.divergences import Divergence, DivergenceConfig
+from fdivrl.core.divergences import Divergence, DivergenceConfig
 from fdivrl.errors import ConfigError
-from fdivrl.networks import Actor, Critic, Value, sample_squashed, tanh_mean_logp
+from fdivrl.learning import replay
+from fdivrl.learning.networks import Actor, Critic, Value, sample_squashed, tanh_mean_logp
 
 NETWORKS = ("actor", "critic", "value")
 

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from fdivrl import activity, plots, results, runs, stats
+from fdivrl.analysis import activity, plots, results, stats
 from fdivrl.errors import ConfigError
+from fdivrl.runs import rundir as runs
 
 STATISTICS = ("mean", "median", "iqm", "optimality_gap")
 SCORE_METRICS = ("d4rl_score", "normalized_score_x100", "mean_return", "success_rate")

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from fdivrl import divergences as D
-from fdivrl.primal import objective, solve_primal
+from fdivrl.core import divergences as D
+from fdivrl.core.primal import objective, solve_primal
 
 TABLE_Z = (-5.0, -3.0, -1.0, 0.0, 1.0, 3.0, 5.0)  # the seed's §9 grid of δ/β
 

@@ -37,8 +37,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from fdivrl.data.datasets import register_robotics_envs
 from fdivrl.errors import DatasetError
-from fdivrl.minari_data import register_robotics_envs
 
 register_robotics_envs()  # imports gymnasium_robotics without its unrelated Adroit notice
 from gymnasium_robotics.envs.maze.ant_maze_v4 import AntMazeEnv  # noqa: E402
@@ -50,7 +50,7 @@ ACT_DIM = 8
 GOAL_CLIP = 6.0
 """Longest goal_delta the actor sees; farther goals keep their direction (the largest sampled radius)."""
 HEALTHY_Z = (0.2, 1.0)
-DEFAULT_WALKER_PATH = Path(__file__).parent / "assets" / "walker.npz"
+DEFAULT_WALKER_PATH = Path(__file__).resolve().parents[2] / "assets" / "walker.npz"
 FILE_FORMAT = "fdivrl-walker-1"
 
 
@@ -183,7 +183,7 @@ def register() -> None:
 
 
 class WalkerPolicy:
-    """The deterministic walker, tanh(mean) of `fdivrl.networks.Actor`, batched and jitted once."""
+    """The deterministic walker, tanh(mean) of `fdivrl.learning.networks.Actor`, batched and jitted once."""
 
     def __init__(
         self, params: Any, hidden: Sequence[int], layer_norm: bool, record: Mapping[str, Any], goal_clip: float
@@ -191,7 +191,7 @@ class WalkerPolicy:
         import jax
         import jax.numpy as jnp
 
-        from fdivrl.networks import Actor
+        from fdivrl.learning.networks import Actor
 
         self.hidden = tuple(hidden)
         self.layer_norm = layer_norm
@@ -222,7 +222,7 @@ def _mismatch(flat: Mapping[str, np.ndarray], hidden: Sequence[int], layer_norm:
     import jax.numpy as jnp
     from flax.traverse_util import flatten_dict
 
-    from fdivrl.networks import Actor
+    from fdivrl.learning.networks import Actor
 
     actor = Actor(tuple(hidden), ACT_DIM, layer_norm)
     shapes = jax.eval_shape(actor.init, jax.random.key(0), jnp.zeros((1, OBS_DIM)))["params"]

@@ -1,17 +1,17 @@
 """Local stand-ins for minari's ``D4RL/antmaze/*-v1`` datasets, collected the way minari's script did.
 
 Why: the D4RL datasets cannot be downloaded everywhere, and their walker's weights exist only as a
-download. This module drives a local walker (any :class:`fdivrl.planner.WaypointPolicy`) through
+download. This module drives a local walker (any :class:`fdivrl.data.antmaze.planner.WaypointPolicy`) through
 the real gymnasium-robotics AntMaze envs and writes a minari dataset that
-:func:`fdivrl.minari_data.load` reads exactly like the real one. Ids live under
+:func:`fdivrl.data.datasets.load` reads exactly like the real one. Ids live under
 ``fdivrl/antmaze/`` so a stand-in never hides or impersonates the real data.
 
 The protocol of minari's v1 script, batched over ``n_envs`` copies of the env:
 
-* env: :func:`fdivrl.mazes.collection_spec` (continuing task, fixed target, limit 700 / 1000);
+* env: :func:`fdivrl.data.antmaze.mazes.collection_spec` (continuing task, fixed target, limit 700 / 1000);
   episode seeds count up from ``seed`` in reset order, so the maze draws start and goal cells;
 * action: ``clip(policy(observation, waypoint − ant x, y) + N(0, 0.2²), −1, 1)``, one batched
-  policy call per vector step, waypoints from :class:`fdivrl.planner.WaypointController`;
+  policy call per vector step, waypoints from :class:`fdivrl.data.antmaze.planner.WaypointController`;
 * episodes end by truncation only (``terminations`` all False): at the time limit, and every
   ``checkpoint_interval`` (200k) steps, when every running episode is cut and the data so far are
   written to disk, as minari's script did at its checkpoints; each checkpoint's steps are split
@@ -20,10 +20,10 @@ The protocol of minari's v1 script, batched over ``n_envs`` copies of the env:
   goal), ``qpos`` (15: x, y, observation[:13]) and ``qvel`` (14: observation[13:]);
 * metadata: ``ref_min_score`` = mean return of uniform random actions and ``ref_max_score`` = mean
   return of the noise-free controller, each over ``ref_episodes`` episodes of the eval env
-  (:func:`fdivrl.mazes.eval_spec`: fixed start and goal), as minari computes them.
+  (:func:`fdivrl.data.antmaze.mazes.eval_spec`: fixed start and goal), as minari computes them.
 
 :func:`controller_success` runs the noise-free controller's episodes alone and reports how often the
-ant reaches the goal: the walker's quality measure (:func:`fdivrl.walker_train.measure`).
+ant reaches the goal: the walker's quality measure (:func:`fdivrl.data.antmaze.walker_training.measure`).
 """
 
 from __future__ import annotations
@@ -45,8 +45,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from fdivrl.errors import ConfigError, DatasetError
-from fdivrl.mazes import (
+from fdivrl.data.antmaze.mazes import (
     MAZE_SIZE_SCALING,
     MazeMap,
     MazeTask,
@@ -58,8 +57,9 @@ from fdivrl.mazes import (
     map_shape,
     train_map,
 )
-from fdivrl.minari_data import dataset_dir, datasets_root, register_robotics_envs
-from fdivrl.planner import WaypointController, WaypointPolicy
+from fdivrl.data.antmaze.planner import WaypointController, WaypointPolicy
+from fdivrl.data.datasets import dataset_dir, datasets_root, register_robotics_envs
+from fdivrl.errors import ConfigError, DatasetError
 
 DEFAULT_STEPS = 1_000_000
 ACTION_NOISE = 0.2  # std of the Gaussian action noise of minari's script
@@ -314,7 +314,7 @@ def controller_success(
 ) -> dict[str, Any]:
     """How often the noise-free controller steering ``policy`` reaches the goal of ``task``'s eval env.
 
-    ``episodes`` episodes from the fixed eval start to the fixed eval goal (:func:`fdivrl.mazes.eval_spec`),
+    ``episodes`` episodes from the fixed eval start to the fixed eval goal (:func:`mazes.eval_spec`),
     each ``max_episode_steps`` long; an episode succeeds when the env's ``success`` info (ant within
     0.45 of the goal) is True after any of its steps. They are the episodes behind ``ref_max_score``:
     with the ``seed``, ``n_envs`` and ``episodes`` (``ref_episodes``) of a :func:`generate` call,
@@ -477,7 +477,7 @@ def _collect_chunk(
 
 def plot_visitation(visits: np.ndarray, task: MazeTask, path: Path, title: str) -> Path:
     """Heat map of x, y visits (log scale) over the maze walls, with the eval start and goal."""
-    from fdivrl.plots import _pyplot
+    from fdivrl.analysis.plots import _pyplot
 
     plt = _pyplot()
     maze = eval_map(task)
@@ -616,7 +616,7 @@ def _staging(dataset_id: str) -> Iterator[Path]:
     The dataset is written there and renamed into place only when complete, so no reader ever sees
     a partial stand-in (a killed run leaves its files here, cleared by the next generator of the
     id); the lock makes a second generator of the same id stop at once instead of interleaving."""
-    from fdivrl.runs import RunLock, RunLocked
+    from fdivrl.runs.rundir import RunLock, RunLocked
 
     base = datasets_root() / STAGING_DIR
     slug = dataset_id.replace("/", "__")
@@ -743,14 +743,14 @@ def _generate(
                         algorithm_name=f"BFS+{policy_name}",
                         author="fdivrl",
                         author_email="fdivrl@localhost",
-                        code_permalink="fdivrl.antmaze_gen (local AntMaze stand-in generator)",
+                        code_permalink="fdivrl.data.antmaze.generator (local AntMaze stand-in generator)",
                         ref_min_score=ref_min,
                         ref_max_score=ref_max,
                         num_episodes_average_score=ref_episodes,
                         description=(
                             f"Local stand-in for {spec_task.d4rl_id}, NOT the real data: {steps} steps of "
                             f"{policy_name} + BFS waypoints + N(0, {action_noise}²) noise in {spec_task.env_id}, "
-                            "collected like minari's v1 script (fdivrl.antmaze_gen)."
+                            "collected like minari's v1 script (fdivrl.data.antmaze.generator)."
                         ),
                         requirements=[
                             f"gymnasium-robotics>={importlib.metadata.version('gymnasium-robotics')}",

@@ -274,7 +274,7 @@ def antmaze_eval_env(env_id: str | gym.envs.registration.EnvSpec, **kwargs: Any)
     the goal, so returns are not success rates.
     gymnasium's "v4 is out of date" warning is silenced: v4 is what the D4RL datasets were made in.
     """
-    from fdivrl.minari_data import register_robotics_envs
+    from fdivrl.data.datasets import register_robotics_envs
 
     register_robotics_envs()
     if kwargs.get("continuing_task", False):

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fdivrl import activity, runs
+from fdivrl.analysis import activity
 from fdivrl.errors import FdivrlError
+from fdivrl.runs import rundir as runs
 
 SCORE_KEYS = ("d4rl_score", "normalized_score_x100", "mean_return", "success_rate")
 SCORE_PROTOCOLS = ("auto", "final", "last")
@@ -59,12 +60,12 @@ class Run:
     """How many evaluations each of `last` averages; None when `last` is empty."""
     prioritized: bool = True
     activity: dict[int, dict[str, float]] = field(default_factory=dict)
-    """Seed -> final priority activity (fdivrl.activity.FIELDS); from summary.json, or from the last
+    """Seed -> final priority activity (fdivrl.analysis.activity.FIELDS); from summary.json, or from the last
     metrics record of each seed for runs written before summaries carried it."""
 
     @property
     def activity_status(self) -> str:
-        """'active', 'inactive', 'uniform', ... by fdivrl.activity's rule."""
+        """'active', 'inactive', 'uniform', ... by fdivrl.analysis.activity's rule."""
         return activity.status(self.prioritized, self.activity)
 
     def protocol(self, metric: str, protocol: str = "auto") -> str:

@@ -26,11 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdivrl import activity, evaluation, loggers, minari_data, results, runs
+from fdivrl.analysis import activity, results
 from fdivrl.config import TrainConfig
+from fdivrl.data import datasets as minari_data
 from fdivrl.errors import ConfigError, DatasetError
-from fdivrl.learner import Batch, Learner, LearnerState, to_batch
-from fdivrl.offline import (
+from fdivrl.learning.learner import Batch, Learner, LearnerState, to_batch
+from fdivrl.runs import loggers
+from fdivrl.runs import rundir as runs
+from fdivrl.training import evaluation
+from fdivrl.training.offline import (
     RESUMABLE_CHANGES,
     Reporter,
     dataset_record,
@@ -66,7 +70,7 @@ class EnvInfo:
 def _register_envs(env_id: str) -> None:
     minari_data.register_robotics_envs()
     if env_id.startswith("fdivrl/"):
-        from fdivrl import walker
+        from fdivrl.data.antmaze import walker
 
         walker.register()
 

@@ -20,7 +20,7 @@ def plot_divergences(path: Path, cfg) -> Path:
     """Weight functions (log scale, caps included) and value losses of every per_type, side by side."""
     import jax.numpy as jnp
 
-    from fdivrl import divergences as D
+    from fdivrl.core import divergences as D
 
     plt = _pyplot()
     z = np.linspace(-5.0, 5.0, 801)

@@ -175,7 +175,7 @@ def map_shape(maze_map: MazeMap) -> tuple[int, int]:
 def _spec(task: MazeTask, maze_map: MazeMap) -> Any:
     import gymnasium as gym
 
-    from fdivrl.minari_data import register_robotics_envs
+    from fdivrl.data.datasets import register_robotics_envs
 
     register_robotics_envs()
     base = gym.spec(task.env_id)

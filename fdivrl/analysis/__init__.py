@@ -1,0 +1,1 @@
+"""Results: reading runs, statistics, compare, bench and plots."""

@@ -1,0 +1,1 @@
+"""Datasets: minari loading and the local AntMaze stand-ins."""

@@ -1,0 +1,1 @@
+"""Run directories: atomic files, the lock, checkpoints, logs and loggers."""

@@ -1,0 +1,1 @@
+"""Host training loops (offline, online, finetune) and policy evaluation."""
