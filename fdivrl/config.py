@@ -7,19 +7,24 @@ back to one JSON file.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import itertools
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
+from fdivrl import checks, suites
+from fdivrl.checks import MAX_COUNT
 from fdivrl.core import divergences as D
 from fdivrl.errors import ConfigError
 from fdivrl.learning.learner import LearnerConfig
-from fdivrl.learning.replay import ReplayConfig
+from fdivrl.learning.replay import MODES as REPLAY_MODES
+from fdivrl.learning.replay import SCHEMES, ReplayConfig
 
 DEFAULT_DATASET = "D4RL/antmaze/umaze-v1"
-MAX_COUNT = 2**31 - 1
-"""Largest step, update, episode or seed count an option takes: the learner's step counter and the
-replay's indices are int32, so a larger count would wrap around mid-run instead of failing up front."""
+MODES = ("offline", "online", "finetune")
 ONLINE_CHUNK = 10
 """Env steps between fused update calls online: the policy acts with parameters at most this many
 updates old, and the host's per-call overhead is spread over as many updates."""
@@ -33,16 +38,12 @@ QUICK_OFFLINE_EMA = 0.1
 """The avg scheme's λ_ema in a 100k-step offline run: an item of a 1M-transition dataset is visited
 ~26 times (100k × 256 / 1M), so λ_ema × visits ≈ 2.6, as ROER's 0.01 over a 1M-step run."""
 
-# XQL's offline AntMaze temperature β and Gumbel clip per task (docs/references.md §2), and ROER's
-# AntMaze replay clips (docs/references.md §1: min_clip 10 on umaze, 1 elsewhere; max_clip 50).
-ANTMAZE_TASKS: dict[str, dict[str, float]] = {
-    "umaze": {"beta": 2.0, "gumbel_max_clip": 7.0, "min_clip": 10.0},
-    "umaze-diverse": {"beta": 5.0, "gumbel_max_clip": 7.0, "min_clip": 1.0},
-    "medium-play": {"beta": 0.8, "gumbel_max_clip": 5.0, "min_clip": 1.0},
-    "medium-diverse": {"beta": 0.6, "gumbel_max_clip": 7.0, "min_clip": 1.0},
-    "large-play": {"beta": 0.6, "gumbel_max_clip": 5.0, "min_clip": 1.0},
-    "large-diverse": {"beta": 0.55, "gumbel_max_clip": 5.0, "min_clip": 1.0},
-}
+# Per-task settings live in the suites (fdivrl/suites/*.json, with their sources): XQL's offline
+# AntMaze β and Gumbel clip, ROER's AntMaze replay clips (min_clip 10 on umaze, 1 elsewhere; max_clip 50)
+# and its finetune and MuJoCo settings. β is KL's; preset_config scales it by the per_type's beta_scale.
+ANTMAZE_TASKS: dict[str, dict[str, float]] = suites.hyperparameters("antmaze", "offline")
+ANTMAZE_FINETUNE: dict[str, dict[str, float]] = suites.hyperparameters("antmaze", "finetune")
+MUJOCO_ENVS: dict[str, dict[str, float]] = suites.hyperparameters("mujoco", "online")
 
 
 def antmaze_task(dataset_id: str) -> str | None:
@@ -54,18 +55,10 @@ def antmaze_task(dataset_id: str) -> str | None:
     return None
 
 
-# ROER's online per-env settings (docs/references.md §1, Table 5/6); gumbel clip 7 and λ_ema 0.01 everywhere.
-MUJOCO_ENVS: dict[str, dict[str, float]] = {
-    "Ant": {"beta": 1.0, "min_clip": 10.0, "max_clip": 100.0},
-    "HalfCheetah": {"beta": 4.0, "min_clip": 10.0, "max_clip": 50.0},
-    "Hopper": {"beta": 0.4, "min_clip": 10.0, "max_clip": 100.0},
-    "Humanoid": {"beta": 4.0, "min_clip": 10.0, "max_clip": 50.0},
-    "Walker2d": {"beta": 4.0, "min_clip": 10.0, "max_clip": 50.0},
-}
-ONLINE_DEFAULT = {"beta": 1.0, "min_clip": 1.0, "max_clip": 50.0}
-"""Settings for an env ROER did not tune (a custom env such as fdivrl's walker)."""
-ANTMAZE_ONLINE = {"beta": 0.4, "max_clip": 50.0}
-"""ROER's AntMaze finetune temperature and cap; min_clip per task as offline (10 umaze, 1 others)."""
+UNTUNED = {"beta": 1.0, "gumbel_max_clip": 7.0, "min_clip": 1.0, "max_clip": 50.0}
+"""Settings for a dataset or env no suite tunes (a custom env such as fdivrl's walker)."""
+FINETUNE_DEFAULT = {"beta": 0.4, "gumbel_max_clip": 7.0, "min_clip": 1.0, "max_clip": 50.0}
+"""ROER's AntMaze finetune settings, for a dataset no suite tunes."""
 
 
 def mujoco_env(env_id: str) -> str | None:
@@ -95,10 +88,9 @@ class OnlineConfig:
 
     def validate(self) -> OnlineConfig:
         for key in ("utd", "buffer_size", "log_every", "checkpoint_every", "score_last"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.start_steps < 0 or self.pretrain_steps < 0:
-            raise ConfigError("start_steps and pretrain_steps must be >= 0")
+            checks.count(key, getattr(self, key))
+        for key in ("start_steps", "pretrain_steps"):
+            checks.count(key, getattr(self, key), low=0)
         return self
 
 
@@ -107,17 +99,29 @@ class TrainConfig:
     """Everything that decides a run's numbers (plus where it writes them)."""
 
     per_type: str = "KL"
+    """Replay priority, value loss and policy weight (fdivrl divergences lists them)."""
     mode: str = "offline"
+    """offline (from a minari dataset), online (a gymnasium env) or finetune (dataset, then env)."""
     dataset: str | None = DEFAULT_DATASET
+    """minari dataset id (offline, finetune), e.g. D4RL/antmaze/umaze-v1."""
     env: str | None = None
+    """gymnasium env id (online), e.g. Hopper-v5."""
     preset: str = "quick"
+    """quick (minutes on 2 CPU cores), paper (the published protocol's length) or roer (paper with
+    ROER's exact weight floors and EMA)."""
     seeds: tuple[int, ...] = (0,)
+    """Seeds trained vmapped in one program."""
     steps: int = 50_000
+    """Gradient steps (offline) or env steps (online, finetune)."""
     chunk: int = 1000
-    """Gradient steps fused in one jitted call; logging and checkpoints happen at chunk ends."""
+    """Steps fused in one jitted call (offline gradient steps, online env steps); logs and
+    checkpoints happen at chunk ends."""
     eval_every: int = 20_000
+    """Steps between evaluations."""
     eval_episodes: int = 10
+    """Episodes per evaluation."""
     final_eval_episodes: int = 50
+    """Episodes of the final evaluation (the run's score)."""
     obs_keys: tuple[str, ...] = ("achieved_goal", "observation", "desired_goal")
     reward_shift: float = -1.0
     divergence: D.DivergenceConfig = field(default_factory=D.DivergenceConfig)
@@ -126,27 +130,57 @@ class TrainConfig:
     online: OnlineConfig = field(default_factory=OnlineConfig)
 
     def validate(self) -> TrainConfig:
+        """Every check of a run's settings, wherever they came from (CLI, config file, Python)."""
         D.get(self.per_type)
+        checks.choice("mode", self.mode, MODES)
+        checks.choice("preset", self.preset, PRESETS)
+        for key in ("steps", "chunk", "eval_every", "eval_episodes", "final_eval_episodes"):
+            checks.count(key, getattr(self, key))  # 0 episodes would finish a run without a score
         self.divergence.validate()
         self.replay.validate()
         self.learner.validate()
         self.online.validate()
-        if self.mode == "online" and not self.env:
-            raise ConfigError("--mode online needs --env <gymnasium id>, e.g. --env Hopper-v5")
-        if self.mode not in ("offline", "online", "finetune"):
-            raise ConfigError(f"mode {self.mode!r} is not valid; choose one of: offline, online, finetune")
-        if self.steps < 1 or self.chunk < 1 or self.eval_every < 1:
-            raise ConfigError("steps, chunk and eval_every must be >= 1")
-        if self.eval_episodes < 1 or self.final_eval_episodes < 1:
-            raise ConfigError("eval episodes must be >= 1 (a run with no evaluation has no score)")
-        if self.steps > MAX_COUNT:
-            raise ConfigError(f"steps must be <= {MAX_COUNT} (the learner counts updates in int32), got {self.steps}")
+        if self.mode == "online":
+            if self.dataset:
+                raise ConfigError("--mode online trains in --env; a --dataset belongs to --mode offline or finetune")
+            if not self.env:
+                raise ConfigError("--mode online needs --env <gymnasium id>, e.g. --env Hopper-v5")
+        elif self.env:
+            raise ConfigError(f"--env is for --mode online; --mode {self.mode} trains in the dataset's own env")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
+        if max(self.seeds) > MAX_COUNT:
+            raise ConfigError(f"seeds must be <= {MAX_COUNT}, got {max(self.seeds)}")
+        # the learner counts gradient updates in an int32: offline one per step, online utd per env step
+        updates = self.steps if self.mode == "offline" else self.online.pretrain_steps + self.steps * self.online.utd
+        if updates > MAX_COUNT:
+            how = "--steps" if self.mode == "offline" else "--steps × --utd (+ --pretrain-steps)"
+            raise ConfigError(
+                f"{how} makes {updates} gradient updates, more than the learner's int32 step counter holds "
+                f"({MAX_COUNT}); lower --steps or --utd"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """The config a run directory's config.json holds (its extra records, such as `data`, ignored)."""
+        try:
+            sections = {
+                "divergence": D.DivergenceConfig,
+                "replay": ReplayConfig,
+                "learner": LearnerConfig,
+                "online": OnlineConfig,
+            }
+            kwargs = {f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw}
+            for name, section in sections.items():
+                if name in kwargs:
+                    kwargs[name] = _tuples(section(**kwargs[name]))
+            return _tuples(cls(**kwargs)).validate()
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ConfigError(f"not an fdivrl run config ({exc})") from None
 
 
 def uses_roer_floor(div: D.Divergence, preset: str) -> bool:
@@ -172,8 +206,7 @@ def preset_config(
     online = OnlineConfig()
     ema = 0.01
     if mode == "offline":
-        task_hp = ANTMAZE_TASKS.get(task or "", {"beta": 1.0, "gumbel_max_clip": 7.0, "min_clip": 1.0})
-        hp = {**task_hp, "max_clip": 50.0}
+        hp = ANTMAZE_TASKS.get(task or "", UNTUNED)
         steps, chunk, eval_every, eval_eps, final_eps = (
             (1_000_000, 1000, 100_000, 100, 100) if paper else (QUICK_OFFLINE_STEPS, 1000, 25_000, 10, 50)
         )
@@ -181,14 +214,13 @@ def preset_config(
         learner = LearnerConfig(total_steps=steps)
     else:
         if mode == "online":
-            hp = MUJOCO_ENVS.get(mujoco_env(env or "") or "", ONLINE_DEFAULT)
+            hp = MUJOCO_ENVS.get(mujoco_env(env or "") or "", UNTUNED)
             steps, eval_every, eval_eps = (1_000_000, 5000, 10) if paper else (50_000, 5000, 10)
         else:  # finetune: ROER's AntMaze protocol, the whole dataset in the buffer first
-            hp = {**ANTMAZE_ONLINE, "min_clip": ANTMAZE_TASKS.get(task or "", {"min_clip": 1.0})["min_clip"]}
+            hp = ANTMAZE_FINETUNE.get(task or "", FINETUNE_DEFAULT)
             steps, eval_every, eval_eps = (2_000_000, 10_000, 100) if paper else (50_000, 10_000, 10)
             # ROER's code takes its 10k random steps in this protocol too
             online = OnlineConfig(buffer_size=2_000_000)
-        hp = {"gumbel_max_clip": 7.0, **hp}
         chunk, final_eps = ONLINE_CHUNK, eval_eps
         learner = LearnerConfig(
             total_steps=steps,
@@ -196,7 +228,9 @@ def preset_config(
             critic_loss="huber" if div.prioritized else "mse",
             grad_penalty=1.0,
         )
-    div_cfg = D.DivergenceConfig(beta=hp["beta"], gumbel_max_clip=hp["gumbel_max_clip"], max_clip=hp["max_clip"])
+    div_cfg = D.DivergenceConfig(
+        beta=hp["beta"] * div.beta_scale, gumbel_max_clip=hp["gumbel_max_clip"], max_clip=hp["max_clip"]
+    )
     # Every per_type's floor is its own lower clip, so the down-weighting it specifies survives and an
     # average item sits where new items start; ROER's floor only under the roer preset.
     div_cfg = dataclasses.replace(
@@ -262,3 +296,121 @@ def with_overrides(
     return dataclasses.replace(
         cfg, **top, divergence=div_cfg, replay=replay_cfg, learner=learner_cfg, online=online_cfg
     ).validate()
+
+
+def _tuples(cfg: Any) -> Any:
+    """JSON has no tuples: lists read back from config.json become the tuples the fields hold."""
+    lists = {f.name: tuple(v) for f in dataclasses.fields(cfg) if isinstance(v := getattr(cfg, f.name), list)}
+    return dataclasses.replace(cfg, **lists)
+
+
+# ---------------------------------------------------------------------------------- options
+
+SECTIONS: dict[str, type] = {
+    "top": TrainConfig,
+    "divergence": D.DivergenceConfig,
+    "replay": ReplayConfig,
+    "learner": LearnerConfig,
+    "online": OnlineConfig,
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One `fdivrl train` option: the config fields it sets. Its help is the first field's
+    docstring, its type that field's, so a setting is described in one place, the dataclass."""
+
+    fields: tuple[str, ...]
+    """Dotted paths ("steps", "divergence.beta"); several when one number feeds two fields."""
+    name: str | None = None
+    """The option's name when it is not the first field's."""
+    modes: tuple[str, ...] = MODES
+    """The modes it applies to; giving it in another mode is an error, not silently ignored."""
+    choices: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.name or self.fields[0].rsplit(".", 1)[-1]
+
+    def field(self) -> dataclasses.Field:
+        section, _, name = self.fields[0].rpartition(".")
+        return {f.name: f for f in dataclasses.fields(SECTIONS[section or "top"])}[name]
+
+    def help(self) -> str:
+        section, _, name = self.fields[0].rpartition(".")
+        text = field_docs(SECTIONS[section or "top"]).get(name, "")
+        return " ".join(text.split())
+
+
+ONLINE_MODES = ("online", "finetune")
+TRAIN_OPTIONS: tuple[Option, ...] = (
+    Option(("steps",)),
+    Option(("learner.batch_size",)),
+    Option(("divergence.beta",)),
+    Option(("divergence.max_clip",)),
+    Option(("divergence.min_clip",)),
+    Option(("divergence.lower_clip",)),
+    Option(("divergence.gumbel_max_clip",)),
+    Option(("divergence.js_min_weight",)),
+    Option(("divergence.js_max_weight",)),
+    Option(("divergence.per_alpha", "replay.alpha"), name="per_alpha"),
+    Option(("replay.mode",), name="priority_mode", choices=REPLAY_MODES),
+    Option(("replay.scheme",), choices=SCHEMES),
+    Option(("replay.ema",)),
+    Option(("chunk",)),
+    Option(("online.utd",), modes=ONLINE_MODES),
+    Option(("online.start_steps",), modes=ONLINE_MODES),
+    Option(("online.buffer_size",), modes=ONLINE_MODES),
+    Option(("online.pretrain_steps",), modes=("finetune",)),
+    Option(("learner.grad_penalty",)),
+    Option(("eval_every",)),
+    Option(("eval_episodes", "final_eval_episodes"), name="eval_episodes"),
+)
+"""The overrides `fdivrl train` takes beside --per-type, --mode, --dataset/--env, --preset and seeds."""
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """A dataclass's attribute docstrings (the string under each field), read from its source."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, after in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+def option_help(key: str) -> str:
+    """An option's help, the docstring of the field it sets, plus where its default comes from."""
+    option = {o.key: o for o in TRAIN_OPTIONS}[key]
+    choices = f" One of: {', '.join(option.choices)}." if option.choices else ""
+    modes = "" if option.modes == MODES else f" ({' and '.join(option.modes)} only)"
+    return f"{option.help()}{choices}{modes} Default: the preset's."
+
+
+def apply_options(cfg: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """`cfg` with the given options (option key -> value; None means not given) applied and validated.
+
+    Choices match case-insensitively; an option outside its modes is refused in one line."""
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    by_key = {o.key: o for o in TRAIN_OPTIONS}
+    for key, value in values.items():
+        if value is None:
+            continue
+        option = by_key[key]
+        if cfg.mode not in option.modes:
+            modes = " and ".join(option.modes)
+            raise ConfigError(f"{checks.flag(key)} applies to --mode {modes}, not --mode {cfg.mode}")
+        if option.choices:
+            value = checks.canonical(value, option.choices)
+            checks.choice(key, value, option.choices)
+        for path in option.fields:
+            section, _, name = path.rpartition(".")
+            sections[section or "top"][name] = value
+    return with_overrides(cfg, **sections)

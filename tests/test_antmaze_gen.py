@@ -21,7 +21,7 @@ from fdivrl.data import datasets as md
 from fdivrl.data.antmaze import generator as antmaze_gen
 from fdivrl.data.antmaze import mazes
 from fdivrl.errors import ConfigError, DatasetError
-from fdivrl.runs.rundir import RunLock
+from fdivrl.runs.lock import RunLock
 
 GEN_ID = "fdivrl-test/antmaze-gen-umaze-v1"
 D4RL_METADATA_KEYS = {
@@ -354,8 +354,11 @@ class _ScriptedVectorEnv:
         achieved = np.where(success[:, None], self.GOAL, self.START)
         return {"achieved_goal": achieved, "desired_goal": np.tile(self.GOAL, (self.num_envs, 1)), "observation": ant}
 
-    def reset(self, seed: list[int | None], options: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        for i in np.flatnonzero(options["reset_mask"]):
+    def reset(
+        self, seed: list[int | None], options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        mask = options["reset_mask"] if options else np.ones(self.num_envs, dtype=bool)
+        for i in np.flatnonzero(mask):
             self.episode[i], self.t[i] = len(self.seeds), 0
             self.seeds.append(seed[i])
         none = np.zeros(self.num_envs, dtype=bool)

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from fdivrl import config as C
+from fdivrl import suites
 from fdivrl.analysis import bench as B
 from fdivrl.cli.app import main
 from fdivrl.errors import ConfigError
 from fdivrl.runs import rundir as runs
+from fdivrl.runs.lock import RunLock
 
 TINY = ["--steps", "20", "--chunk", "10", "--eval-every", "10", "--eval-episodes", "1", "--quiet"]
 
@@ -46,9 +48,9 @@ def swept(tiny_dataset_id, tmp_path_factory) -> tuple[Path, dict]:
 # ---------------------------------------------------------------------------------- suites as data
 
 
-def test_suites_hold_the_presets_hyperparameters():
-    """The suites spell out what config.preset_config uses, per mode, so the two cannot drift apart
-    (min_clip is ROER's floor, which only the roer preset applies)."""
+def test_presets_take_the_suites_hyperparameters():
+    """The suites are where per-task settings live: the roer preset reproduces them for KL exactly
+    (min_clip is ROER's floor, which only the roer preset applies); JS-exact's β is 3× (its beta_scale)."""
     antmaze, mujoco = B.load_suite("antmaze"), B.load_suite("mujoco")
     assert [t.task for t in antmaze.tasks] == list(C.ANTMAZE_TASKS)
     assert antmaze.modes == ("offline", "finetune") and antmaze.metric == "d4rl_score"
@@ -61,16 +63,18 @@ def test_suites_hold_the_presets_hyperparameters():
                 online = mode == "online"
                 preset = C.preset_config("roer", None if online else t.dataset, "KL", mode=mode, env=t.env)
                 assert {k: getattr(preset.divergence, k) for k in hp} == hp, (t.task, mode)
+                js = C.preset_config("quick", None if online else t.dataset, "JS-exact", mode=mode, env=t.env)
+                assert js.divergence.beta == 3 * hp["beta"] and js.divergence.min_clip == 0.0, (t.task, mode)
     for t in antmaze.tasks:
         assert t.dataset == f"D4RL/antmaze/{t.task}-v1" and t.standin == f"fdivrl/antmaze/{t.task}-v1"
     hopper = mujoco.tasks[2].hyperparameters["online"]
     assert (hopper["beta"], hopper["min_clip"], hopper["max_clip"]) == (0.4, 10.0, 100.0)  # ROER Table 5
     targets, missing = B.resolve_targets(mujoco, "online")
-    assert not missing and targets[2] == B.Target("Hopper", "Hopper-v5", "env", hopper)
+    assert not missing and targets[2] == B.Target("Hopper", "Hopper-v5", "env")
 
 
 def test_reference_scores_cite_a_source_per_column():
-    raw = B.read_suite_file("reference_scores.json")
+    raw = suites.read("reference_scores")
     tasks = {"antmaze": set(C.ANTMAZE_TASKS), "mujoco": {t.task for t in B.load_suite("mujoco").tasks}}
     for suite, table in raw.items():
         assert table["unit"]
@@ -83,18 +87,20 @@ def test_reference_scores_cite_a_source_per_column():
     assert xql["scores"]["umaze"] == 93.8 and xql["scores"]["large-diverse"] == 49.0
 
 
-def test_suite_hyperparameters_keep_each_per_types_own_floor():
-    target = B.Target("umaze", "D4RL/antmaze/umaze-v1", "D4RL", {"beta": 3.0, "min_clip": 10.0, "max_clip": 40.0})
+def test_groups_take_the_suites_settings_and_keep_each_per_types_own_floor():
+    target = B.Target("umaze", "D4RL/antmaze/umaze-v1", "D4RL")
     kl = B.group_config(target, "KL", "quick", "offline", (0, 1), steps=30)
     js = B.group_config(target, "js", "quick", "offline", (0, 1), steps=30)
-    assert (kl.divergence.beta, kl.replay.max_clip, kl.seeds, kl.steps) == (3.0, 40.0, (0, 1), 30)  # edited suite wins
+    assert (kl.divergence.beta, kl.replay.max_clip, kl.seeds, kl.steps) == (2.0, 50.0, (0, 1), 30)  # the suite's
     assert kl.divergence.min_clip == kl.replay.min_clip == 1.0  # quick: KL's own lower clip
     roer = B.group_config(target, "KL", "roer", "offline", (0, 1), steps=30)
     assert roer.divergence.min_clip == roer.replay.min_clip == 10.0  # the suite's ROER floor, roer preset only
     assert js.per_type == "JS" and js.divergence.min_clip == 0.5  # ROER's floor would pin JS weights at 10
     roer_js = B.group_config(target, "js", "roer", "offline", (0, 1), steps=30)
     assert roer_js.divergence.min_clip == 0.5
-    hopper = B.Target("Hopper", "Hopper-v5", "env", {"beta": 0.4, "min_clip": 10.0, "max_clip": 100.0})
+    exact = B.group_config(target, "JS-exact", "quick", "offline", (0,))
+    assert exact.divergence.beta == 6.0  # β × beta_scale 3
+    hopper = B.Target("Hopper", "Hopper-v5", "env")
     online = B.group_config(hopper, "KL", "quick", "online", (0,))
     assert (online.mode, online.env, online.dataset) == ("online", "Hopper-v5", None)
     assert (online.divergence.beta, online.replay.max_clip) == (0.4, 100.0)
@@ -113,7 +119,7 @@ def test_real_data_first_then_standins_and_missing_ones_named(monkeypatch):
     ]
     assert len(missing) == 4 and "`fdivrl data antmaze large-play`" in missing[2]
     chosen, gone = B.resolve_targets(B.load_suite("antmaze"), "offline", ["fdivrl/antmaze/umaze-v1", "x/y-v0"])
-    assert [(t.task, t.data, t.hyperparameters["beta"]) for t in chosen] == [("umaze", "stand-in", 2.0)]
+    assert [(t.task, t.data) for t in chosen] == [("umaze", "stand-in")]
     assert gone == [B._missing("x/y-v0", None)]
 
 
@@ -206,7 +212,7 @@ def test_a_run_held_by_another_process_is_reported_busy(swept, tiny_dataset_id, 
     js_run = Path(swept[1]["outcomes"][1]["run"].replace(str(swept[0]), str(results)))
     (js_run / runs.SUMMARY_FILE).unlink()  # unfinished: the sweep would resume it...
     before = (js_run / runs.METRICS_FILE).read_bytes()
-    with runs.RunLock(js_run / ".lock").acquire():  # ...but another bench holds it
+    with RunLock(js_run / ".lock").acquire():  # ...but another bench holds it
         code, report, _ = sweep(tiny_dataset_id, results, "JS")
     assert code == 0 and report["outcomes"][0]["status"] == "busy"
     assert (js_run / runs.METRICS_FILE).read_bytes() == before

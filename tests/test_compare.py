@@ -19,6 +19,7 @@ from fdivrl.analysis.results import scan
 from fdivrl.cli.app import main
 from fdivrl.errors import ConfigError
 from fdivrl.runs import rundir as runs
+from fdivrl.runs.io import read_jsonl
 
 TASK_A, TASK_B, TASK_C = "fdivrl/antmaze/umaze-v1", "fdivrl/antmaze/medium-play-v1", "D4RL/antmaze/large-play-v1"
 
@@ -335,7 +336,7 @@ def test_priority_activity_marks_a_per_type_whose_weights_stayed_uniform(tmp_pat
     root = tmp_path / "results"
     write_run(root / "kl", "KL", TASK_A, {0: 50.0, 1: 70.0})  # its metrics log an ESS fraction of 0.9
     pinned = write_run(root / "js", "JS", TASK_A, {0: 80.0, 1: 90.0})
-    rows = runs.read_jsonl(pinned / runs.METRICS_FILE)
+    rows = read_jsonl(pinned / runs.METRICS_FILE)
     (pinned / runs.METRICS_FILE).write_text(
         "".join(json.dumps({**r, "priority_ess_frac": 0.999, "priority_floor_frac": 1.0}) + "\n" for r in rows)
     )

@@ -112,7 +112,7 @@ def test_train_default_waits_for_another_process_generating_it(first_use, tmp_pa
     """A second `fdivrl train` on a fresh machine waits for the first one's stand-in and trains on it."""
     from fdivrl.cli import app as cli_module
     from fdivrl.data.antmaze import generator as antmaze_gen
-    from fdivrl.runs.rundir import RunLock
+    from fdivrl.runs.lock import RunLock
 
     staging = first_use / antmaze_gen.STAGING_DIR
     staging.mkdir(parents=True)

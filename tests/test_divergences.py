@@ -257,7 +257,7 @@ def test_registry_is_case_insensitive_and_names_the_choices():
     [
         ({"beta": 0.0}, "beta must be > 0"),
         ({"beta": float("nan")}, "beta must be a finite"),
-        ({"max_clip": -1.0}, "max_clip must be > 0"),
+        ({"max_clip": -1.0}, "--max-clip must be > 0"),
         ({"js_min_weight": 2.0, "js_max_weight": 1.0}, "js_min_weight"),
         ({"lower_clip": 100.0}, "lower_clip"),
         ({"min_clip": 60.0}, "min_clip"),
@@ -272,3 +272,26 @@ def test_config_validation_names_the_bad_value(kwargs, message):
 def test_only_the_seed_js_carries_a_caveat():
     """`fdivrl train` prints a per_type's caveat; the seed's JS (no value-loss minimizer) is the one that needs it."""
     assert {d.name for d in D.REGISTRY.values() if d.caveat} == {"JS"}
+
+
+F_DIVERGENCES = [n for n in D.names() if isinstance(D.get(n), D.FDivergence)]
+
+
+@pytest.mark.parametrize("name", F_DIVERGENCES)
+def test_curvature_predicts_how_far_the_multiplier_sits_above_the_mean(name):
+    """κ = w*''(0)/w*'(0) is why the presets scale β: over Q spread with small σ around its mean, the
+    multiplier λ (numerical root) sits κ·σ²/(2β) above the mean; beta_scale = max(1, κ)."""
+    from scipy.stats import norm
+
+    div, beta, sigma = D.get(name), 1.0, 0.05
+    q = sigma * norm.ppf((np.arange(20_001) + 0.5) / 20_001)  # deterministic N(0, σ²) quantiles
+    shift = D.multiplier(div, q, beta) - q.mean()
+    predicted = div.curvature * sigma**2 / (2 * beta)
+    assert shift == pytest.approx(predicted, rel=0.05, abs=2e-6), (shift, predicted)
+    assert div.beta_scale == max(1.0, div.curvature)
+    # at the scaled β the optimism is at most KL's at the task's β
+    scaled = D.multiplier(div, q, beta * div.beta_scale) - q.mean()
+    assert scaled <= (D.multiplier(D.KL, q, beta) - q.mean()) * 1.05 + 2e-6
+    expected = {"KL": 1.0, "JS-exact": 3.0, "sigmoid": 0.0, "chi2": 0.0, "neyman": 1.5, "hellinger": 3.0}
+    if name in expected:
+        assert div.curvature == expected[name]

@@ -11,7 +11,8 @@ import pytest
 from fdivrl import config as C
 from fdivrl.cli.app import main
 from fdivrl.errors import TrainingDiverged
-from fdivrl.runs import rundir as runs
+from fdivrl.runs.checkpoint import latest_checkpoint, list_checkpoints
+from fdivrl.runs.io import read_jsonl
 from fdivrl.training.offline import train_offline
 
 
@@ -50,14 +51,14 @@ def test_cli_train_writes_a_complete_run_directory(tiny_dataset_id, tmp_path, ca
     assert config["versions"]["jax"] and config["versions"]["minari"] == "0.5.4"
     assert config["config"]["replay"]["lower_clip"] == 1.0  # KL's default, recorded
 
-    metrics = runs.read_jsonl(out / "metrics.jsonl")
+    metrics = read_jsonl(out / "metrics.jsonl")
     assert [(m["step"], m["seed"]) for m in metrics] == [(100, 0), (100, 1), (200, 0), (200, 1)]
     for key in ("critic_loss", "value_loss", "actor_loss", "q_mean", "v_mean", "priority_weight_mean"):
         assert all(np.isfinite(m[key]) for m in metrics), key
     assert all(0 < m["priority_ess_frac"] <= 1 for m in metrics)
-    evals = runs.read_jsonl(out / "eval.jsonl")
+    evals = read_jsonl(out / "eval.jsonl")
     assert [(e["step"], e["seed"]) for e in evals] == [(100, 0), (100, 1), (200, 0), (200, 1)]
-    assert runs.list_checkpoints(out / "checkpoints")[-1][0] == 200
+    assert list_checkpoints(out / "checkpoints")[-1][0] == 200
 
     # the same directory again without --resume: refused in one line, nothing lost
     before = (out / "metrics.jsonl").read_bytes()
@@ -104,14 +105,14 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_dataset_id, 
 
     with pytest.raises(Interrupt):
         train_offline(cfg, tmp_path / "resumed", on_chunk=stop_at_300)
-    assert runs.read_jsonl(tmp_path / "resumed" / "metrics.jsonl")[-1]["step"] == 300
+    assert read_jsonl(tmp_path / "resumed" / "metrics.jsonl")[-1]["step"] == 300
     summary = train_offline(cfg, tmp_path / "resumed", resume=True)
     assert summary["steps"] == 400
 
     for name in ("metrics.jsonl", "eval.jsonl"):
-        assert runs.read_jsonl(tmp_path / "straight" / name) == runs.read_jsonl(tmp_path / "resumed" / name)
-    a = runs.latest_checkpoint(tmp_path / "straight" / "checkpoints")
-    b = runs.latest_checkpoint(tmp_path / "resumed" / "checkpoints")
+        assert read_jsonl(tmp_path / "straight" / name) == read_jsonl(tmp_path / "resumed" / name)
+    a = latest_checkpoint(tmp_path / "straight" / "checkpoints")
+    b = latest_checkpoint(tmp_path / "resumed" / "checkpoints")
     assert a.step == b.step == 400
     with np.load(a.path) as za, np.load(b.path) as zb:
         assert sorted(za.files) == sorted(zb.files)
@@ -127,7 +128,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_datase
     with pytest.raises(TrainingDiverged, match="diverged at step") as info:
         train_offline(cfg, tmp_path / "nan")
     step = int(str(info.value).split("diverged at step ")[1].split(":")[0])
-    saved = [s for s, _ in runs.list_checkpoints(tmp_path / "nan" / "checkpoints")]
+    saved = [s for s, _ in list_checkpoints(tmp_path / "nan" / "checkpoints")]
     assert all(s < step for s in saved)
     assert not (tmp_path / "nan" / "summary.json").exists()
 
@@ -144,9 +145,13 @@ def test_config_validation_errors_are_one_line(tiny_dataset_id, capsys):
 
 def test_default_out_names_dataset_per_type_and_seeds():
     cfg = C.with_overrides(C.preset_config("quick", C.DEFAULT_DATASET, "js"), top={"seeds": (0, 1, 2)})
-    from fdivrl.training.offline import default_out
+    from fdivrl.training.loop import default_out
 
     assert default_out(cfg) == Path("runs/D4RL_antmaze_umaze-v1/JS-quick-s0x3")
+    online = C.preset_config("quick", None, "KL", mode="online", env="Hopper-v5")
+    assert default_out(online) == Path("runs/Hopper-v5/KL-online-quick-s0")  # online runs name the mode
+    finetune = C.preset_config("quick", C.DEFAULT_DATASET, "KL", mode="finetune")
+    assert default_out(finetune) == Path("runs/D4RL_antmaze_umaze-v1/KL-finetune-quick-s0")
     assert cfg.divergence.beta == 2.0  # XQL's umaze temperature
     assert cfg.divergence.min_clip == cfg.replay.min_clip == 0.5  # JS keeps its own floor, not ROER's 10
     kl = C.preset_config("quick", C.DEFAULT_DATASET, "KL")

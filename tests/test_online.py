@@ -18,7 +18,7 @@ from fdivrl.data import datasets as minari_data
 from fdivrl.errors import ConfigError
 from fdivrl.learning.learner import Batch, Learner, LearnerConfig, to_batch
 from fdivrl.learning.replay import ReplayConfig
-from fdivrl.runs import rundir as runs
+from fdivrl.runs.io import read_jsonl
 from fdivrl.training.online import _score, env_info, gym_env_info, prefill, train_online
 
 
@@ -160,7 +160,7 @@ def test_cli_online_smoke_writes_a_run_and_resumes(tmp_path, capsys):
     assert summary["status"] == "finished" and summary["mode"] == "online" and summary["steps"] == 120
     assert summary["env"] == "InvertedPendulum-v5" and summary["seeds"] == [0, 1]
     assert summary["score"]["n_evaluations"] == 2
-    metrics = runs.read_jsonl(out / "metrics.jsonl")
+    metrics = read_jsonl(out / "metrics.jsonl")
     assert {m["seed"] for m in metrics} == {0, 1}
     learned = [m for m in metrics if "critic_loss" in m]
     assert learned and all(np.isfinite(m["critic_loss"]) and m["temperature"] > 0 for m in learned)
@@ -173,7 +173,7 @@ def test_cli_online_smoke_writes_a_run_and_resumes(tmp_path, capsys):
     assert code == 0, err
     resumed = json.loads(stdout)
     assert resumed["steps"] == 160
-    steps = [m["step"] for m in runs.read_jsonl(out / "metrics.jsonl") if m["seed"] == 0]
+    steps = [m["step"] for m in read_jsonl(out / "metrics.jsonl") if m["seed"] == 0]
     assert steps == sorted(set(steps)) and steps[-1] == 160
 
 
@@ -189,7 +189,7 @@ def test_finetune_prefills_pretrains_and_goes_online(tiny_dataset_id, tmp_path):
     summary = train_online(cfg, tmp_path / "ft")
     assert summary["status"] == "finished" and summary["pretrain_steps"] == 30 and summary["steps"] == 40
     assert {"d4rl_score", "normalized_score_x100"} <= set(summary["final_eval"])
-    metrics = runs.read_jsonl(tmp_path / "ft" / "metrics.jsonl")
+    metrics = read_jsonl(tmp_path / "ft" / "metrics.jsonl")
     assert metrics[0]["pretrain"] == 1.0 and metrics[0]["step"] == 30
     assert metrics[-1]["step"] == 70 and metrics[-1]["env_step"] == 40.0
 

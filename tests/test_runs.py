@@ -19,24 +19,11 @@ import pytest
 from flax.training.train_state import TrainState
 
 from fdivrl.errors import ConfigError, FdivrlError, TrainingDiverged
-from fdivrl.runs.rundir import (
-    ConfigMismatch,
-    RunDir,
-    RunLock,
-    RunLocked,
-    RunWarning,
-    atomic_write_json,
-    check_finite,
-    config_diff,
-    is_finished,
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    read_jsonl,
-    save_checkpoint,
-    truncate_jsonl,
-    versions,
-)
+from fdivrl.runs.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from fdivrl.runs.io import RunWarning, atomic_write_json, read_jsonl, truncate_jsonl
+from fdivrl.runs.lock import RunLock, RunLocked
+from fdivrl.runs.provenance import versions
+from fdivrl.runs.rundir import ConfigMismatch, RunDir, check_finite, config_diff, is_finished
 
 CONFIG = {"env": "antmaze-umaze", "lr": 3e-4, "steps": 1000, "per_type": "kl", "net": {"hidden": [256, 256]}}
 
@@ -160,7 +147,7 @@ def test_lock_held_by_other_process(tmp_path: Path) -> None:
         f"""
         import sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
-        from fdivrl.runs.rundir import RunLock
+        from fdivrl.runs.lock import RunLock
         lock = RunLock({str(lock_path)!r}).acquire()
         print("locked", flush=True)
         time.sleep(60)

@@ -38,15 +38,13 @@ def test_loss_and_gradient_are_the_exact_dual_and_finite_over_a_wide_range():
 
 def test_closed_form_matches_the_solver_and_the_dual_minimizer_is_the_multiplier():
     rng = np.random.default_rng(7)
-    for _ in range(4):
+    for _ in range(2):
         a, p, beta = R.random_instance(rng, 40)
         w = D.optimal_ratio("sigmoid", a, beta, p)
         assert np.max(np.abs(solve_primal(D.SIGMOID, a, beta, p).w - w)) <= 1e-6
         lam = D.multiplier(D.SIGMOID, a, beta, p)
         assert R.dual_multiplier(D.SIGMOID, a, beta, p) == pytest.approx(lam, abs=1e-6)
         assert float(p @ (2.0 / (1.0 + np.exp(-(a - lam) / beta)))) == pytest.approx(1.0, abs=1e-12)
-    check = next(c for c in R.solver_check(instances=3) if c.name == "sigmoid")
-    assert check.max_weight_error <= 1e-6 and check.max_lambda_error <= 1e-6
 
 
 def _train_scalar_v(div: D.Divergence, q: jax.Array, steps: int = 3000) -> np.ndarray:

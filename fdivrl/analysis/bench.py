@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from fdivrl import config as C
+from fdivrl import suites
 from fdivrl.analysis import activity, results, stats
 from fdivrl.core import divergences as D
 from fdivrl.data import datasets as minari_data
 from fdivrl.errors import ConfigError, DatasetError, FdivrlError
 from fdivrl.runs import rundir as runs
+from fdivrl.runs.lock import RunLocked
 
-SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
-"""Suites and published scores: package data, so bench works from an installed wheel."""
 # column tags and what they mean (the legend under every table)
 METRIC_LABELS = {
     "d4rl_score": ("D4RL", "D4RL-style score = 100 × success rate (episode ends at the goal)"),
@@ -63,16 +63,8 @@ class Suite:
     tasks: tuple[SuiteTask, ...]
 
 
-def read_suite_file(name: str) -> dict[str, Any]:
-    path = SUITES_DIR / name
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {path} ({' '.join(str(exc).split())}); reinstall fdivrl") from exc
-
-
 def load_suite(name: str) -> Suite:
-    raw = read_suite_file(f"{name}.json")
+    raw = suites.read(name)
     return Suite(
         name=raw["name"],
         modes=tuple(raw["modes"]),
@@ -98,7 +90,7 @@ def select_tasks(suite: Suite, names: Sequence[str]) -> Suite:
 
 def reference_columns(suite: str, mode: str) -> list[dict[str, Any]]:
     """The published columns that apply to this suite and mode, each with its source."""
-    table = read_suite_file("reference_scores.json").get(suite, {})
+    table = suites.read("reference_scores").get(suite, {})
     return [c for c in table.get("columns", []) if mode in c["modes"]]
 
 
@@ -114,7 +106,6 @@ class Target:
     """Dataset id (offline, finetune) or env id (online)."""
     data: str
     """'D4RL', 'stand-in', 'local' (a dataset given with --datasets) or 'env'."""
-    hyperparameters: dict[str, float] = field(default_factory=dict)
 
 
 def resolve_targets(suite: Suite, mode: str, datasets: Sequence[str] = ()) -> tuple[list[Target], list[str]]:
@@ -122,7 +113,7 @@ def resolve_targets(suite: Suite, mode: str, datasets: Sequence[str] = ()) -> tu
     if mode == "online":
         if datasets:
             raise ConfigError(f"--datasets is for dataset suites; the {suite.name} suite trains in its envs")
-        return [Target(t.task, t.env or t.task, "env", t.hyperparameters.get(mode, {})) for t in suite.tasks], []
+        return [Target(t.task, t.env or t.task, "env") for t in suite.tasks], []
     present = set(minari_data.local_datasets())
     targets: list[Target] = []
     missing: list[str] = []
@@ -135,13 +126,13 @@ def resolve_targets(suite: Suite, mode: str, datasets: Sequence[str] = ()) -> tu
                 continue
             data = "D4RL" if dataset_id.startswith("D4RL/") else "stand-in" if known else "local"
             task = known.task if known else dataset_id
-            targets.append(Target(task, dataset_id, data, known.hyperparameters.get(mode, {}) if known else {}))
+            targets.append(Target(task, dataset_id, data))
         return targets, missing
     for t in suite.tasks:
         if t.dataset in present:
-            targets.append(Target(t.task, t.dataset, "D4RL", t.hyperparameters.get(mode, {})))
+            targets.append(Target(t.task, t.dataset, "D4RL"))
         elif t.standin in present:
-            targets.append(Target(t.task, t.standin, "stand-in", t.hyperparameters.get(mode, {})))
+            targets.append(Target(t.task, t.standin, "stand-in"))
         else:
             missing.append(_missing(t.dataset or t.task, minari_data.standin_command(t.dataset or "")))
     return targets, missing
@@ -170,21 +161,18 @@ def _safe(name: str) -> str:
 def group_config(
     target: Target, per_type: str, preset: str, mode: str, seeds: Sequence[int], **overrides: Any
 ) -> C.TrainConfig:
-    """Preset for the target, the suite's per-task hyperparameters, then the caller's overrides.
-
-    The suite's min_clip is ROER's floor for KL's e^z weights under the roer preset (as in
-    config.preset_config); otherwise every per_type keeps its own lower clip as floor.
-    """
-    div = D.get(per_type)
-    hp = dict(target.hyperparameters)
-    if not C.uses_roer_floor(div, preset):
-        hp.pop("min_clip", None)
+    """The preset for the target (its per-task settings come from the suite, via the preset), then
+    the caller's overrides."""
     top: dict[str, Any] = {"seeds": tuple(seeds), **{k: overrides.get(k) for k in TRAIN_OVERRIDES}}
     online = mode == "online"
     cfg = C.preset_config(
-        preset, None if online else target.source, div.name, mode=mode, env=target.source if online else None
+        preset,
+        None if online else target.source,
+        D.get(per_type).name,
+        mode=mode,
+        env=target.source if online else None,
     )
-    return C.with_overrides(cfg, top=top, divergence=hp)
+    return C.with_overrides(cfg, top=top)
 
 
 def plan(
@@ -283,7 +271,7 @@ def run_group(group: Group, reporter: Any = None) -> GroupResult:
         log.flush()
         try:
             trainer(group.config.mode)(group.config, group.out, resume=True, reporter=reporter)
-        except runs.RunLocked as exc:
+        except RunLocked as exc:
             log.write(f"busy: {exc}\n")
             return GroupResult(group, "busy", _one_line(exc), time.perf_counter() - t0)
         except Exception as exc:
@@ -535,3 +523,63 @@ def write_table(table: ScoreTable, results_dir: Path) -> list[str]:
         results.write_text(stem.with_suffix(".json"), json.dumps(table.to_json(), indent=2) + "\n"),
     ]
     return [str(p) for p in written]
+
+
+# ---------------------------------------------------------------------------------- a whole sweep
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What one `fdivrl bench` did: its table, every group's outcome, the files and what was missing."""
+
+    table: ScoreTable
+    outcomes: list[GroupResult]
+    files: list[str]
+    missing: list[str]
+
+
+def prepare(
+    suite: str,
+    per_types: Sequence[str],
+    seeds: Sequence[int],
+    preset: str = "quick",
+    mode: str | None = None,
+    results_dir: Path = Path("results"),
+    tasks: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+    **overrides: Any,
+) -> tuple[Suite, str, list[Group], list[str]]:
+    """Resolve a sweep before anything runs (every config validated, data found): the suite, the
+    mode, its groups and one message per dataset left out."""
+    spec = select_tasks(load_suite(suite), list(tasks))
+    if mode is None:
+        mode = spec.modes[0]
+    if mode not in spec.modes:
+        raise ConfigError(f"--mode {mode!r} is not valid; choose one of: {', '.join(spec.modes)}")
+    trainer(mode)  # a mode without its training pipeline fails here, in one line
+    C.with_overrides(C.TrainConfig(), top={k: overrides.get(k) for k in TRAIN_OVERRIDES})  # counts, before data
+    targets, missing = resolve_targets(spec, mode, list(dict.fromkeys(datasets)))
+    check_targets(targets, missing)
+    chosen = list(dict.fromkeys(D.get(p).name for p in per_types))
+    return spec, mode, plan(targets, chosen, list(seeds), preset, mode, results_dir, **overrides), missing
+
+
+def run_sweep(
+    spec: Suite,
+    mode: str,
+    groups: Sequence[Group],
+    missing: Sequence[str],
+    results_dir: Path,
+    on_result: Callable[[GroupResult], None] = lambda r: None,
+    reporter: Callable[[Group], Any] | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_task: float = 1.0,
+) -> Sweep:
+    """Run the groups (finished ones are skipped) and write the table next to them."""
+    if backend == "ray":
+        outcomes = run_ray(groups, on_result, address=address, cpus_per_task=cpus_per_task)
+    else:
+        outcomes = run_local(groups, on_result, reporter)
+    table = score_table(spec, mode, groups, outcomes)
+    return Sweep(table, outcomes, write_table(table, Path(results_dir)), list(missing))

@@ -21,6 +21,7 @@ from typing import Any
 from fdivrl.analysis import activity
 from fdivrl.errors import FdivrlError
 from fdivrl.runs import rundir as runs
+from fdivrl.runs.io import RunWarning, atomic_write_bytes, read_jsonl
 
 SCORE_KEYS = ("d4rl_score", "normalized_score_x100", "mean_return", "success_rate")
 SCORE_PROTOCOLS = ("auto", "final", "last")
@@ -208,9 +209,9 @@ def scan(root: Path) -> Scan:
 def read_log(path: Path) -> list[dict[str, Any]]:
     """A run's JSONL log; a torn last line (a crash mid-write) is dropped without a warning."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", runs.RunWarning)
+        warnings.simplefilter("ignore", RunWarning)
         try:
-            return runs.read_jsonl(path)
+            return read_jsonl(path)
         except FdivrlError as exc:
             raise CorruptRun(str(exc)) from exc
 
@@ -252,7 +253,7 @@ def write_text(path: Path, text: str) -> Path:
     """Atomic, so two processes writing the same table leave one whole table, never a mix."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        runs.atomic_write_bytes(path, text.encode())
+        atomic_write_bytes(path, text.encode())
     except OSError as exc:  # the CLI checks its directories first; this keeps a late failure one line
         raise FdivrlError(f"cannot write {path} ({exc.strerror or exc})") from exc
     return path

@@ -7,26 +7,27 @@ is one line on stderr and a non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fdivrl import __version__
-from fdivrl.config import MAX_COUNT
+from fdivrl import __version__, checks
+from fdivrl import config as C
+from fdivrl.checks import MAX_COUNT
 from fdivrl.core import divergences as D
 from fdivrl.errors import ConfigError, DatasetError, FdivrlError
-
-if TYPE_CHECKING:
-    from fdivrl.config import TrainConfig
+from fdivrl.runs import loggers
 
 app = typer.Typer(
     name="fdivrl",
@@ -45,7 +46,7 @@ console = Console()
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 PER_TYPES_HELP = "per_types (case-insensitive): " + ", ".join(D.names())
-ANTMAZE_TASKS = ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play", "large-diverse")
+ANTMAZE_TASKS = tuple(C.ANTMAZE_TASKS)
 SUITES = ("antmaze", "mujoco")
 
 
@@ -56,10 +57,10 @@ def split_list(values: list[str] | None) -> list[str]:
 
 def choice(option: str, value: str, options: tuple[str, ...]) -> str:
     """Case-insensitive choice with a one-line error listing the valid values."""
-    for o in options:
-        if value.lower() == o.lower():
-            return o
-    raise ConfigError(f"{option} {value!r} is not valid; choose one of: {', '.join(options)}")
+    canonical = checks.canonical(value, options)
+    if canonical not in options:
+        raise ConfigError(f"{option} {value!r} is not valid; choose one of: {', '.join(options)}")
+    return canonical
 
 
 def per_types(values: list[str]) -> list[str]:
@@ -70,12 +71,8 @@ def per_types(values: list[str]) -> list[str]:
 
 def count_option(option: str, value: int | None, low: int = 1) -> None:
     """Refuse a count outside [low, MAX_COUNT] in one line (None: the option was not given)."""
-    if value is None:
-        return
-    if value < low:
-        raise ConfigError(f"{option} must be >= {low}, got {value}")
-    if value > MAX_COUNT:
-        raise ConfigError(f"{option} must be <= {MAX_COUNT} (fdivrl counts in int32), got {value}")
+    if value is not None:
+        checks.count(option.lstrip("-").replace("-", "_"), value, low)
 
 
 def seed_list(seed: int, seeds: int) -> list[int]:
@@ -129,182 +126,147 @@ def _root(
     """f-divergence regularized experience replay: train, benchmark and compare per_types."""
 
 
-@app.command()
-def train(
-    per_type: Annotated[str, typer.Option(help=f"Replay priority and value loss. {PER_TYPES_HELP}.")] = "KL",
-    mode: Annotated[
-        str, typer.Option(help="offline (from a minari dataset), online (gymnasium env) or finetune.")
-    ] = "offline",
-    dataset: Annotated[
-        str | None, typer.Option(help="minari dataset id (offline/finetune), e.g. D4RL/antmaze/umaze-v1.")
-    ] = None,
-    env: Annotated[str | None, typer.Option(help="gymnasium env id (online), e.g. Hopper-v5.")] = None,
-    preset: Annotated[
-        str,
-        typer.Option(
-            help="quick (minutes on 2 CPU cores), paper (the published protocol's length) or roer "
-            "(paper with ROER's exact weight floors and EMA)."
-        ),
-    ] = "quick",
-    steps: Annotated[int | None, typer.Option(help="Gradient steps (offline) or env steps (online).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
-    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
-    seeds: Annotated[int, typer.Option(help="Number of seeds, trained vmapped in one program.")] = 1,
-    beta: Annotated[float | None, typer.Option(help="Temperature β (z = δ/β). Default: preset's.")] = None,
-    max_clip: Annotated[float | None, typer.Option(help="Cap on priority weights.")] = None,
-    min_clip: Annotated[float | None, typer.Option(help="Floor of stored loss weights; PER's floor.")] = None,
-    lower_clip: Annotated[
-        float | None, typer.Option(help="Lower clip of fresh weights (default per per_type: KL 1, JS 0.5, others 0).")
-    ] = None,
-    gumbel_max_clip: Annotated[float | None, typer.Option(help="Value-loss clip (linear beyond).")] = None,
-    js_min_weight: Annotated[float | None, typer.Option(help="JS (seed) lowest priority weight.")] = None,
-    js_max_weight: Annotated[float | None, typer.Option(help="JS (seed) highest priority weight.")] = None,
-    per_alpha: Annotated[float | None, typer.Option(help="PER exponent α and the 'exp' scheme's exponent.")] = None,
-    priority_mode: Annotated[
-        str, typer.Option(help="weight (ROER loss weights, uniform sampling) or sample (sum-tree sampling).")
-    ] = "weight",
-    scheme: Annotated[
-        str | None,
-        typer.Option(help="Weight-mode update: avg (EMA), exp or direct. Default: PER direct, the others avg."),
-    ] = None,
-    ema: Annotated[float | None, typer.Option(help="EMA rate of the avg scheme (ROER's per_beta).")] = None,
-    chunk: Annotated[
-        int | None,
-        typer.Option(help="Offline: gradient steps fused per jitted call (1000). Online: env steps per call (10)."),
-    ] = None,
-    utd: Annotated[int | None, typer.Option(help="Online: gradient updates per env step (default 1).")] = None,
-    start_steps: Annotated[
-        int | None, typer.Option(help="Online: random-action env steps before learning (default 10000; finetune 0).")
-    ] = None,
-    buffer_size: Annotated[int | None, typer.Option(help="Online: replay capacity per seed (1M; finetune 2M).")] = None,
-    pretrain_steps: Annotated[
-        int | None, typer.Option(help="Finetune: offline steps on the prefilled buffer before going online.")
-    ] = None,
-    grad_penalty: Annotated[
-        float | None, typer.Option(help="Online critic gradient penalty λ_gp (ROER: 1; 0 turns it off).")
-    ] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Steps between evaluations.")] = None,
-    eval_episodes: Annotated[int | None, typer.Option(help="Episodes per evaluation.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<dataset>/<per_type>).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
-    log: Annotated[str, typer.Option(help="Extra logger beside the JSONL files: none, tensorboard or wandb.")] = "none",
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-) -> None:
-    """Train one per_type (one or several vmapped seeds) and write a run directory."""
-    name = D.get(per_type).name
-    mode = choice("--mode", mode, ("offline", "online", "finetune"))
-    from fdivrl import config as C
-    from fdivrl.learning import replay as R
+def _option_type(option: C.Option) -> type:
+    """The Python type of an option's field ("float | None" -> float), for typer's parsing."""
+    text = str(option.field().type)
+    return int if "int" in text else float if "float" in text else str
 
-    preset = choice("--preset", preset, C.PRESETS)
-    priority_mode = choice("--priority-mode", priority_mode, R.MODES)
-    scheme = None if scheme is None else choice("--scheme", scheme, R.SCHEMES)
-    log = choice("--log", log, ("none", "tensorboard", "wandb"))
-    seed_list(seed, seeds)
-    checks = (
-        ("--steps", steps),
-        ("--batch-size", batch_size),
-        ("--eval-every", eval_every),
-        ("--eval-episodes", eval_episodes),  # 0 would finish a run without a score
-        ("--chunk", chunk),
-        ("--utd", utd),
-        ("--buffer-size", buffer_size),
-    )
-    for option, value in checks:
-        count_option(option, value)
-    for option, value in (("--start-steps", start_steps), ("--pretrain-steps", pretrain_steps)):
-        count_option(option, value, low=0)
-    if grad_penalty is not None and not grad_penalty >= 0:
-        raise ConfigError(f"--grad-penalty must be >= 0, got {grad_penalty}")
-    if ema is not None and not 0 < ema <= 1:
-        raise ConfigError(f"--ema must lie in (0, 1], got {ema}")
 
-    if mode == "online":
-        if dataset:
-            raise ConfigError("--mode online trains in --env; a --dataset belongs to --mode offline or finetune")
-        if not env:
-            raise ConfigError("--mode online needs --env <gymnasium id>, e.g. --env Hopper-v5")
-    elif env:
-        raise ConfigError(f"--env is for --mode online; --mode {mode} trains in the dataset's own env")
-    if mode == "offline" and (utd is not None or start_steps is not None or buffer_size is not None):
-        raise ConfigError("--utd, --start-steps and --buffer-size apply to --mode online and finetune")
-    if mode != "finetune" and pretrain_steps:
-        raise ConfigError("--pretrain-steps applies to --mode finetune")
+def _train_parameters() -> list[inspect.Parameter]:
+    """`fdivrl train`'s options: the run's selection, then one option per entry of
+    config.TRAIN_OPTIONS, whose help, type and choices come from the config dataclasses."""
+    docs = C.field_docs(C.TrainConfig)
+    defaults = C.TrainConfig()
 
-    if out is not None:
-        usable_dir("--out", out)
+    def selection(name: str, extra: str = "", default: Any = None) -> str:
+        text = " ".join(docs[name].split()) + extra
+        return text + (f" Default: {default}." if default is not None else "")
 
-    def build(dataset_id: str | None) -> C.TrainConfig:
-        return check_updates(
-            C.with_overrides(
-                C.preset_config(preset, dataset_id, name, mode=mode, env=env),
-                top={
-                    "mode": mode,
-                    "seeds": tuple(seed_list(seed, seeds)),
-                    "steps": steps,
-                    "chunk": chunk,
-                    "eval_every": eval_every,
-                    "eval_episodes": eval_episodes,
-                    "final_eval_episodes": eval_episodes,
-                },
-                divergence={
-                    "beta": beta,
-                    "max_clip": max_clip,
-                    "min_clip": min_clip,
-                    "lower_clip": lower_clip,
-                    "gumbel_max_clip": gumbel_max_clip,
-                    "js_min_weight": js_min_weight,
-                    "js_max_weight": js_max_weight,
-                    "per_alpha": per_alpha,
-                },
-                replay={"mode": priority_mode, "scheme": scheme, "ema": ema, "alpha": per_alpha},
-                learner={"batch_size": batch_size, "grad_penalty": grad_penalty},
-                online={
-                    "utd": utd,
-                    "start_steps": start_steps,
-                    "buffer_size": buffer_size,
-                    "pretrain_steps": pretrain_steps,
-                },
-            )
+    def opt(name: str, kind: type, help_text: str, *decls: str) -> inspect.Parameter:
+        return inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[kind | None, typer.Option(*decls, help=help_text)],
         )
 
-    if mode == "online" or dataset:
-        cfg = build(dataset)
-    else:  # check every option before a first run spends minutes generating the default dataset
+    params = [
+        opt("config", Path, "Repeat a run: its config.json (or run directory); other options override it."),
+        opt("per_type", str, selection("per_type", f" {PER_TYPES_HELP}.", defaults.per_type)),
+        opt("mode", str, selection("mode", "", defaults.mode)),
+        opt("dataset", str, selection("dataset", " Default: D4RL umaze when present, else its local stand-in.")),
+        opt("env", str, selection("env")),
+        opt("preset", str, selection("preset", "", defaults.preset)),
+        opt("seed", int, "First seed. Default: 0."),
+        opt("seeds", int, "Number of seeds, trained vmapped in one program. Default: 1."),
+    ]
+    for option in C.TRAIN_OPTIONS:
+        params.append(opt(option.key, _option_type(option), C.option_help(option.key)))
+    flags: list[tuple[str, type, Any, str, tuple[str, ...]]] = [
+        ("out", Path | None, None, "Run directory (default runs/<dataset or env>/<per_type>).", ()),
+        ("resume", bool, False, "Continue the run in --out from its last checkpoint.", ()),
+        ("log", str, "none", f"Extra logger beside the JSONL files: {', '.join(loggers.KINDS)}.", ()),
+        ("quiet", bool, False, "No progress bar.", ()),
+        ("json_out", bool, False, "Print the summary as JSON.", ("--json",)),
+    ]
+    for name, kind, default, help_text, decls in flags:
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=Annotated[kind, typer.Option(*decls, help=help_text)],
+            )
+        )
+    return params
+
+
+def train(**options: Any) -> None:
+    """Train one per_type (one or several vmapped seeds) and write a run directory."""
+    out, resume, quiet, json_out = (
+        options.pop("out"),
+        options.pop("resume"),
+        options.pop("quiet"),
+        options.pop("json_out"),
+    )
+    log = choice("--log", options.pop("log"), loggers.KINDS)
+    if out is not None:
+        usable_dir("--out", out)
+    build, needs_dataset = train_config_builder(options)
+    if needs_dataset:  # check every option before a first run spends minutes generating the default dataset
         build(C.DEFAULT_DATASET)
         cfg = build(resolve_default_dataset(quiet or json_out))
-    caveat = D.get(name).caveat
+    else:
+        cfg = build(None)
+    caveat = D.get(cfg.per_type).caveat
     if caveat:
         err_console.print(f"[yellow]note: {caveat}")
-    reporter = RichReporter(quiet=quiet or json_out)
-    if mode == "offline":
-        from fdivrl.training.offline import default_out, train_offline
+    from fdivrl.training.loop import default_out
+    from fdivrl.training.loop import train as run_training
 
-        run_dir = out or usable_dir("--out", default_out(cfg))
-        summary = train_offline(cfg, run_dir, resume=resume, reporter=reporter, log=log)
-    else:
-        from fdivrl.training.online import default_out, train_online
-
-        run_dir = out or usable_dir("--out", default_out(cfg))
-        summary = train_online(cfg, run_dir, resume=resume, reporter=reporter, log=log)
+    run_dir = out or usable_dir("--out", default_out(cfg))
+    summary = run_training(cfg, run_dir, resume=resume, reporter=RichReporter(quiet=quiet or json_out), log=log)
     if json_out:
         print(json.dumps(summary))
     else:
         print_summary(summary, run_dir)
 
 
-def check_updates(cfg: TrainConfig) -> TrainConfig:
-    """The learner counts gradient updates in an int32: offline one per step, online --utd per env
-    step after --pretrain-steps; refuse a run that would count past it, before it starts."""
-    updates = cfg.steps if cfg.mode == "offline" else cfg.online.pretrain_steps + cfg.steps * cfg.online.utd
-    if updates > MAX_COUNT:
-        how = "--steps" if cfg.mode == "offline" else "--steps × --utd (+ --pretrain-steps)"
-        raise ConfigError(
-            f"{how} makes {updates} gradient updates, more than the learner's int32 step counter holds "
-            f"({MAX_COUNT}); lower --steps or --utd"
+train.__signature__ = inspect.Signature(_train_parameters())  # type: ignore[attr-defined]
+train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}  # type: ignore[attr-defined]
+app.command()(train)
+
+
+def train_config_builder(options: dict[str, Any]) -> tuple[Callable[[str | None], C.TrainConfig], bool]:
+    """From `fdivrl train`'s option values (None: not given): a function of the dataset id that
+    builds the validated config, and whether the default dataset must be resolved first."""
+    config_file, seed, seeds = options.pop("config"), options.pop("seed"), options.pop("seeds")
+    selection = {k: options.pop(k) for k in ("per_type", "mode", "dataset", "env", "preset")}
+    if config_file is not None:
+        given = [checks.flag(k) for k, v in selection.items() if v is not None]
+        if given:
+            raise ConfigError(
+                f"--config repeats a run on its own data with its own per_type; {', '.join(given)} would change "
+                "what its preset derived (β, clips, floors): start that run from --preset instead"
+            )
+        base = load_train_config(config_file)
+        seed_ids = (
+            None
+            if seed is None and seeds is None
+            else seed_list(base.seeds[0] if seed is None else seed, len(base.seeds) if seeds is None else seeds)
         )
-    return cfg
+        cfg = C.with_overrides(base, top={"seeds": None if seed_ids is None else tuple(seed_ids)})
+        return (lambda _: C.apply_options(cfg, options)), False
+    per_type = D.get(selection["per_type"] or C.TrainConfig.per_type).name
+    mode = choice("--mode", selection["mode"] or C.TrainConfig.mode, C.MODES)
+    preset = choice("--preset", selection["preset"] or C.TrainConfig.preset, C.PRESETS)
+    seed_ids = tuple(seed_list(0 if seed is None else seed, 1 if seeds is None else seeds))
+
+    def build(dataset_id: str | None) -> C.TrainConfig:
+        cfg = C.preset_config(preset, dataset_id, per_type, mode=mode, env=selection["env"])
+        # a dataset given online, or an env offline, reaches validate() and is refused there
+        top = {"mode": mode, "seeds": seed_ids, "dataset": dataset_id, "env": selection["env"]}
+        return C.apply_options(C.with_overrides(cfg, top=top), options)
+
+    dataset = selection["dataset"]
+    return (lambda _: build(dataset)) if mode == "online" or dataset else build, not (mode == "online" or dataset)
+
+
+def load_train_config(path: Path) -> C.TrainConfig:
+    """The TrainConfig a run directory (or its config.json) was trained with."""
+    from fdivrl.runs import rundir as runs
+
+    file = path / runs.CONFIG_FILE if path.is_dir() else path
+    try:
+        raw = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--config {path}: cannot read a config ({' '.join(str(exc).split())})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"--config {path}: not an fdivrl run config (a JSON object is expected)")
+    try:
+        return C.TrainConfig.from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"--config {path}: {exc}") from None
 
 
 def resolve_default_dataset(quiet: bool = False) -> str:
@@ -463,12 +425,12 @@ def bench(
         ),
     ] = None,
     cpus_per_task: Annotated[float, typer.Option(help="CPUs each Ray task asks for (with --backend ray).")] = 1.0,
-    steps: Annotated[
-        int | None, typer.Option(help="Steps per run (gradient steps offline, env steps online). Default: preset's.")
+    steps: Annotated[int | None, typer.Option(help=C.option_help("steps"))] = None,
+    chunk: Annotated[int | None, typer.Option(help=C.option_help("chunk"))] = None,
+    eval_every: Annotated[int | None, typer.Option(help=C.option_help("eval_every"))] = None,
+    eval_episodes: Annotated[
+        int | None, typer.Option(help=C.option_help("eval_episodes") + " The final one included.")
     ] = None,
-    chunk: Annotated[int | None, typer.Option(help="Steps per jitted call (the logging interval).")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Steps between evaluations.")] = None,
-    eval_episodes: Annotated[int | None, typer.Option(help="Episodes per evaluation (final one included).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the outcomes and the table as JSON.")] = False,
 ) -> None:
@@ -479,44 +441,35 @@ def bench(
     present locally, else its local stand-in (fdivrl data antmaze <task>); datasets with neither
     are reported and left out. Tables: <results>/bench-<suite>-<mode>.{md,csv,json}.
     """
-    from fdivrl import config as C
     from fdivrl.analysis import bench as B
 
     suite = choice("suite", suite, SUITES)
     chosen = per_types(split_list(per_types_) or ["KL", "JS"])
     seed_ids = seed_list(seed, seeds)
     preset = choice("--preset", preset, C.PRESETS)
-    spec = B.select_tasks(B.load_suite(suite), split_list(tasks))
-    mode = choice("--mode", mode or spec.modes[0], spec.modes)
     backend = choice("--backend", backend, ("local", "ray"))
-    for option, value in (
-        ("--steps", steps),
-        ("--chunk", chunk),
-        ("--eval-every", eval_every),
-        ("--eval-episodes", eval_episodes),  # 0 would finish every run without a score
-    ):
-        count_option(option, value)
     if cpus_per_task <= 0:
         raise ConfigError(f"--cpus-per-task must be > 0, got {cpus_per_task}")
-    B.trainer(mode)  # a mode without its training pipeline fails here, in one line
+    if mode is not None:
+        mode = choice("--mode", mode, B.load_suite(suite).modes)
     usable_dir("--results", results)
-    targets, missing = B.resolve_targets(spec, mode, list(dict.fromkeys(split_list(datasets))))
-    B.check_targets(targets, missing)
-    for line in missing:
-        err_console.print(f"[yellow]skipped:[/] {escape(line)}")
-    groups = B.plan(
-        targets,
+    spec, mode, groups, missing = B.prepare(
+        suite,
         chosen,
         seed_ids,
         preset,
         mode,
         results,
+        tasks=split_list(tasks),
+        datasets=split_list(datasets),
         steps=steps,
         chunk=chunk,
         eval_every=eval_every,
         eval_episodes=eval_episodes,
         final_eval_episodes=eval_episodes,
     )
+    for line in missing:
+        err_console.print(f"[yellow]skipped:[/] {escape(line)}")
 
     def report(r: B.GroupResult) -> None:
         if json_out:
@@ -529,12 +482,19 @@ def bench(
         else:
             console.print(f"[red]{r.status}[/] {escape(what)}: {escape(r.message)} (log: {r.group.log})")
 
-    if backend == "ray":
-        outcomes = B.run_ray(groups, report, address=address, cpus_per_task=cpus_per_task)
-    else:
-        outcomes = B.run_local(groups, report, lambda g: RichReporter(quiet=quiet or json_out))
-    table = B.score_table(spec, mode, groups, outcomes)
-    files = B.write_table(table, results)
+    sweep = B.run_sweep(
+        spec,
+        mode,
+        groups,
+        missing,
+        results,
+        report,
+        lambda g: RichReporter(quiet=quiet or json_out),
+        backend=backend,
+        address=address,
+        cpus_per_task=cpus_per_task,
+    )
+    table, outcomes, files = sweep.table, sweep.outcomes, sweep.files
     unfinished = [r for r in outcomes if r.status in ("failed", "busy")]
     if json_out:
         outcome_list = [r.to_dict() for r in outcomes]

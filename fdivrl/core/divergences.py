@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
+from fdivrl import checks
 from fdivrl.errors import ConfigError, UnknownPerType
 
 Array = Any  # a jax or numpy array
@@ -72,7 +73,9 @@ class DivergenceConfig:
     """Value loss turns linear where w*(z) = exp(gumbel_max_clip) (z = 7 for KL, as in ROER/XQL);
     the seed's JS clips z to ±gumbel_max_clip instead, as it specifies."""
     js_min_weight: float = 0.5
+    """Lowest priority weight of the seed's JS."""
     js_max_weight: float = 2.0
+    """Highest priority weight of the seed's JS."""
     per_alpha: float = 0.4
     """PER exponent α in |δ|^α."""
     policy_max_weight: float = 100.0
@@ -83,14 +86,14 @@ class DivergenceConfig:
         finite = {k: v for k, v in vars(self).items() if v is not None}
         for key, value in finite.items():
             if not math.isfinite(value):
-                raise ConfigError(f"{key} must be a finite number, got {value}")
+                raise ConfigError(f"{checks.flag(key)} must be a finite number, got {value}")
         positive = ("beta", "max_clip", "gumbel_max_clip", "policy_max_weight")
         for key in positive:
             if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+                raise ConfigError(f"{checks.flag(key)} must be > 0, got {getattr(self, key)}")
         for key in ("min_clip", "js_min_weight", "per_alpha"):
             if getattr(self, key) < 0:
-                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+                raise ConfigError(f"{checks.flag(key)} must be >= 0, got {getattr(self, key)}")
         if self.js_min_weight >= self.js_max_weight:
             raise ConfigError(f"js_min_weight ({self.js_min_weight}) must be < js_max_weight ({self.js_max_weight})")
         if self.lower_clip is not None and not 0 <= self.lower_clip <= self.max_clip:
@@ -131,6 +134,12 @@ class Divergence:
         """Weight of a dataset action in policy extraction (AWR for KL), capped."""
         raise NotImplementedError
 
+    @property
+    def beta_scale(self) -> float:
+        """Factor on a task's β (tuned for KL) in the presets; 1 unless the value loss is more
+        optimistic than KL's (FDivergence.curvature)."""
+        return 1.0
+
     def lower_clip(self, cfg: DivergenceConfig) -> float:
         """Lower clip of fresh weights in ROER's weight-mode update (docs/theory.md §4)."""
         return cfg.lower_clip if cfg.lower_clip is not None else self.default_lower_clip(cfg)
@@ -167,6 +176,27 @@ class FDivergence(Divergence):
     """Default lower clip in weight mode."""
 
     has_closed_form = True
+
+    @property
+    def curvature(self) -> float:
+        """κ = w*″(0) / w*′(0) = −f‴(1) / f″(1)²: KL 1, JS-exact 3, sigmoid 0.
+
+        Why it matters: for Q spread with variance σ² around its mean in a state, the value loss's
+        minimizer sits κ·σ²/(2β) above the mean (second order in σ/β); through the bootstrap
+        Q ← r + γV(s') that bias adds up over the horizon. Central differences in float64, rounded
+        to 3 decimals (the exact values are simple rationals)."""
+        h = 1e-4
+        w = [float(self.ratio(np.float64(z), np)) for z in (-h, 0.0, h)]
+        return round(((w[2] - 2 * w[1] + w[0]) / h**2) / ((w[2] - w[0]) / (2 * h)), 3)
+
+    @property
+    def beta_scale(self) -> float:
+        """max(1, κ): a task's β is tuned for KL (κ = 1); a divergence whose value loss is more
+        optimistic (JS-exact, hellinger: 3) gets κ·β, KL's second-order optimism, and one that is
+        less optimistic (sigmoid, chi2) keeps β, where a smaller one would only sharpen its
+        priorities. Without it JS-exact's V on the umaze stand-in climbed from −17 to −6 while
+        KL's settled near −35 (docs/presets.md)."""
+        return max(1.0, self.curvature)
 
     def z_at(self, w: float) -> float:
         """The z where w*(z) = w, i.e. f'(w); the clip points of weights and losses (+inf when w*

@@ -35,7 +35,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -46,6 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fdivrl.errors import ConfigError, DatasetError
+from fdivrl.runs.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -480,12 +480,10 @@ def _load_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], int] | Non
 
 
 def _write_cache(path: Path, key: str, arrays: dict[str, np.ndarray], n_episodes: int) -> None:
-    """Write atomically (temp file, then os.replace) so readers never see half a file."""
-    tmp_name = None
+    """Write atomically so readers never see half a file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        with os.fdopen(fd, "wb") as file:
+        with atomic_write(path) as file:
             np.savez(
                 file,
                 key=np.array(key),
@@ -493,14 +491,8 @@ def _write_cache(path: Path, key: str, arrays: dict[str, np.ndarray], n_episodes
                 n_episodes=np.array(n_episodes),
                 **arrays,
             )
-        os.replace(tmp_name, path)
-        tmp_name = None
     except OSError as exc:  # read-only or full disk: loading still works, just not cached
         log.warning("could not write dataset cache %s (%s)", path, _one_line(exc))
-    finally:
-        if tmp_name is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -653,8 +645,3 @@ def recover_eval_env(info: DatasetInfo, **kwargs: Any) -> Any:
         raise DatasetError(
             f"dataset '{info.dataset_id}': cannot make its evaluation env {spec.id} ({_one_line(exc)})"
         ) from exc
-
-
-def is_antmaze(info: DatasetInfo) -> bool:
-    """True for AntMaze data (D4RL or stand-in): evaluation then reports success rates too."""
-    return (info.env_id or "").startswith("AntMaze") or "antmaze" in info.dataset_id.lower()

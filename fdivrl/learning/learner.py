@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
+from fdivrl import checks
 from fdivrl.core.divergences import Divergence, DivergenceConfig
 from fdivrl.errors import ConfigError
 from fdivrl.learning import replay
@@ -58,6 +59,7 @@ class LearnerConfig:
     discount: float = 0.99
     tau: float = 0.005
     batch_size: int = 256
+    """Minibatch size."""
     critic_loss: str = "huber"
     """huber (XQL offline and ROER with priorities: Huber with delta `huber_delta`) or mse (ROER's
     SAC without priorities)."""
@@ -78,13 +80,13 @@ class LearnerConfig:
             raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
         for key in ("actor_lr", "critic_lr", "value_lr", "huber_delta", "awr_temperature", "init_temperature"):
             if not getattr(self, key) > 0:
-                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+                raise ConfigError(f"{checks.flag(key)} must be > 0, got {getattr(self, key)}")
         if not 0 <= self.discount < 1:
             raise ConfigError(f"discount must lie in [0, 1), got {self.discount}")
         if not 0 < self.tau <= 1:
             raise ConfigError(f"tau must lie in (0, 1], got {self.tau}")
-        if self.batch_size < 1 or self.total_steps < 1:
-            raise ConfigError("batch_size and total_steps must be >= 1")
+        checks.count("batch_size", self.batch_size)
+        checks.count("total_steps", self.total_steps)
         if self.grad_penalty < 0 or self.value_noise < 0:
             raise ConfigError("grad_penalty and value_noise must be >= 0")
         if isinstance(self.layer_norm, str) or any(n not in NETWORKS for n in self.layer_norm):

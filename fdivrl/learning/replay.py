@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from fdivrl import checks
 from fdivrl.errors import ConfigError
 
 MODES = ("weight", "sample")
@@ -73,21 +74,19 @@ class ReplayConfig:
 
     def validate(self) -> ReplayConfig:
         """Raise ConfigError naming the first bad value; return self so calls chain."""
-        if self.mode not in MODES:
-            raise ConfigError(f"replay mode must be one of {', '.join(MODES)}; got {self.mode!r}")
-        if self.scheme not in SCHEMES:
-            raise ConfigError(f"replay scheme must be one of {', '.join(SCHEMES)}; got {self.scheme!r}")
+        checks.choice("priority_mode", self.mode, MODES)
+        checks.choice("scheme", self.scheme, SCHEMES)
         if not isinstance(self.prioritized, bool):
             raise ConfigError(f"prioritized must be true or false, got {self.prioritized!r}")
         numbers = ("ema", "alpha", "lower_clip", "max_clip", "min_clip", "importance_exponent")
         for key in numbers:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ConfigError(f"{key} must be a finite number, got {value!r}")
+                raise ConfigError(f"{checks.flag(key)} must be a finite number, got {value!r}")
             if value < 0:
-                raise ConfigError(f"{key} must be >= 0, got {value}")
+                raise ConfigError(f"{checks.flag(key)} must be >= 0, got {value}")
         if not 0 < self.ema <= 1:
-            raise ConfigError(f"ema must lie in (0, 1], got {self.ema}")
+            raise ConfigError(f"--ema must lie in (0, 1], got {self.ema}")
         if self.max_clip <= 0:
             raise ConfigError(f"max_clip must be > 0, got {self.max_clip}")
         if self.lower_clip > self.max_clip:

@@ -13,45 +13,48 @@ Why it is written this way:
 
 * Data is never overwritten: a directory that holds a run is refused unless ``resume=True``, and
   a resume must use the same config except for keys that may change (``steps`` and friends).
-* One writer per run: an ``fcntl.flock`` on ``.lock`` held for the life of the run. The kernel
-  drops it when the process dies, so a lock left by a killed run is taken over without guessing
-  from pids; the file only records who holds it, for the error message. POSIX only.
-* Crash safety: JSON files and checkpoints are written to a temp file in the same directory,
-  fsync'ed and ``os.replace``'d, so a reader sees the old or the new file, never half of one.
-  Log lines are appended with one ``write`` each; a torn last line is dropped on read and cut off
-  before the next append. Logs are fsync'ed before each checkpoint, and on resume lines with a
-  step past the restored checkpoint are dropped, so a resumed run's logs equal those of a run that
-  was never interrupted (provided the caller logs step ``s`` before checkpointing step ``s``).
-* Checkpoints are ``.npz`` files of the flattened pytree leaves plus a JSON manifest (leaf paths,
-  kinds, dtypes, CRC32s, step, a small ``meta`` dict); the pytree structure comes back from a
-  template, so any JAX/numpy pytree (flax TrainState, optax states, raw uint32 and typed PRNG
-  keys, Python scalars) restores with the same structure, dtypes and bits, without pickle.
+* One writer per run: a :class:`fdivrl.runs.lock.RunLock` on ``.lock`` held for the life of the
+  run; the kernel drops it when the process dies, so a lock left by a killed run is taken over.
+* Crash safety: JSON files and checkpoints are written atomically (:mod:`fdivrl.runs.io`), so a
+  reader sees the old or the new file, never half of one; temp files a crash left are removed
+  when the run is opened again. Log lines are appended with one ``write`` each; a torn last line
+  is dropped on read and cut off before the next append. Logs are fsync'ed before each
+  checkpoint, and on resume lines with a step past the restored checkpoint are dropped, so a
+  resumed run's logs equal those of a run that was never interrupted (provided the caller logs
+  step ``s`` before checkpointing step ``s``).
+* Checkpoints (:mod:`fdivrl.runs.checkpoint`) are ``.npz`` files of the flattened pytree leaves
+  plus a JSON manifest, restored into a template without pickle.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import importlib.metadata
 import json
 import os
-import platform
-import re
-import socket
 import sys
-import tempfile
 import time
 import warnings
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fdivrl.errors import ConfigError, FdivrlError, TrainingDiverged
+from fdivrl.runs.checkpoint import Checkpoint, latest_checkpoint, save_checkpoint
+from fdivrl.runs.io import (
+    TMP_MARK,
+    JsonlWriter,
+    RunWarning,
+    atomic_write_json,
+    json_dumps,
+    jsonable,
+    read_json,
+    read_jsonl,
+    truncate_jsonl,
+)
+from fdivrl.runs.lock import RunLock
+from fdivrl.runs.provenance import platform_info, versions
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -60,26 +63,11 @@ __all__ = [
     "EVAL_FILE",
     "METRICS_FILE",
     "SUMMARY_FILE",
-    "Checkpoint",
     "ConfigMismatch",
-    "JsonlWriter",
     "RunDir",
-    "RunLock",
-    "RunLocked",
-    "RunWarning",
-    "atomic_write_bytes",
-    "atomic_write_json",
     "check_finite",
     "config_diff",
     "is_finished",
-    "latest_checkpoint",
-    "list_checkpoints",
-    "load_checkpoint",
-    "platform_info",
-    "read_jsonl",
-    "save_checkpoint",
-    "truncate_jsonl",
-    "versions",
 ]
 
 CONFIG_FILE = "config.json"
@@ -90,273 +78,9 @@ CHECKPOINT_DIR = "checkpoints"
 LOCK_FILE = ".lock"
 DEFAULT_ALLOWED_CHANGES: tuple[str, ...] = ("steps", "resume", "out")
 
-_TMP_MARK = ".tmp-"
-_CKPT_RE = re.compile(r"^ckpt-(\d+)\.npz$")
-_MANIFEST = "__manifest__"
-_FORMAT = "fdivrl-checkpoint"
-_FORMAT_VERSION = 1
-
-_PACKAGES = (
-    "jax",
-    "jaxlib",
-    "flax",
-    "optax",
-    "numpy",
-    "minari",
-    "gymnasium",
-    "gymnasium-robotics",
-    "mujoco",
-    "fdivrl",
-)
-
-
-class RunLocked(FdivrlError):
-    """Another process holds the run directory's lock."""
-
 
 class ConfigMismatch(ConfigError):
     """A resume was asked with a config that differs from the stored one."""
-
-
-class RunWarning(UserWarning):
-    """Something in a run directory was skipped or repaired (torn log line, corrupt checkpoint)."""
-
-
-# --------------------------------------------------------------------------- versions, platform
-
-
-def versions() -> dict[str, str | None]:
-    """Installed versions of python and the packages that decide a run's numbers (None: absent)."""
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    if out["fdivrl"] is None:
-        from fdivrl import __version__
-
-        out["fdivrl"] = __version__
-    out["fdivrl_source"] = source_revision()
-    return out
-
-
-def source_revision() -> str | None:
-    """The git commit fdivrl runs from ("<sha>+changes" when its tracked files differ from it), or
-    None when it is not a git checkout (an installed wheel)."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists():
-        return None
-    try:
-        # no timeout: Popen.wait(timeout) polls with time.sleep, which tests patch; git here is local
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{sha}+changes" if dirty else sha
-
-
-def platform_info() -> dict[str, Any]:
-    """Where the run ran: OS, CPU, host and the JAX backend (numbers differ across backends)."""
-    info: dict[str, Any] = {
-        "system": platform.system(),
-        "release": platform.release(),
-        "machine": platform.machine(),
-        "python_implementation": platform.python_implementation(),
-        "hostname": socket.gethostname(),
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        import jax
-
-        info["jax_backend"] = jax.default_backend()
-        info["jax_devices"] = [d.device_kind for d in jax.devices()]
-    except Exception as exc:  # a broken accelerator setup must not stop the run from being recorded
-        info["jax_backend"] = f"unavailable: {exc}"
-    return info
-
-
-# --------------------------------------------------------------------------- JSON helpers
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    if hasattr(obj, "__array__"):
-        return np.asarray(obj).tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-def _dumps(obj: Any, indent: int | None = None) -> str:
-    return json.dumps(obj, default=_json_default, indent=indent, sort_keys=indent is not None)
-
-
-def _jsonable(obj: Any) -> Any:
-    """Normalize through JSON so tuples, numpy scalars and lists compare equal after a round trip."""
-    return json.loads(_dumps(obj))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | Iterable[bytes]) -> None:
-    """Write a file so that readers and crashes see either the old or the new content."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_MARK}", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; run files are meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                f.write(data)
-            else:
-                for chunk in data:
-                    f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON (numpy/jax scalars and arrays are converted)."""
-    atomic_write_bytes(path, (_dumps(obj, indent=2) + "\n").encode())
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise FdivrlError(f"cannot read {path}: {exc}") from exc
-
-
-# --------------------------------------------------------------------------- JSONL logs
-
-
-def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Records of a JSONL log; a torn (unterminated) last line is dropped with a warning.
-
-    A bad line anywhere else is not a crash artefact, so it raises instead of being skipped.
-    """
-    path = Path(path)
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    if tail.strip():
-        warnings.warn(f"{path}: dropped a torn last line ({len(tail)} bytes)", RunWarning, stacklevel=2)
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise FdivrlError(f"{path}:{number} is not valid JSON ({exc}); fix or remove that line") from exc
-        records.append(record)
-    return records
-
-
-def truncate_jsonl(path: str | os.PathLike[str], max_step: int | None) -> int:
-    """Drop records with ``step > max_step`` (all with ``None``) and any torn tail; returns #dropped.
-
-    Rewrites atomically, and only when something changes.
-    """
-    path = Path(path)
-    if not path.exists():
-        return 0
-    raw = path.read_bytes()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RunWarning)
-        records = read_jsonl(path)
-    if max_step is None:
-        kept = []
-    else:
-        kept = [r for r in records if not (isinstance(r, dict) and "step" in r and r["step"] > max_step)]
-    dropped = len(records) - len(kept)
-    torn = bool(raw) and not raw.endswith(b"\n")
-    if dropped or torn:
-        atomic_write_bytes(path, "".join(_dumps(r) + "\n" for r in kept).encode())
-    return dropped
-
-
-class JsonlWriter:
-    """Appends one JSON object per line; each line goes out in a single ``write``.
-
-    On first use a torn last line (a crash mid-write) is cut off, so the next record does not get
-    glued to it. :meth:`sync` fsyncs (called before every checkpoint).
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._fd: int | None = None
-
-    def _open(self) -> int:
-        if self._fd is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                keep = _last_newline_end(fd, size)
-                warnings.warn(f"{self.path}: cut off a torn last line ({size - keep} bytes)", RunWarning, stacklevel=3)
-                os.ftruncate(fd, keep)
-            self._fd = fd
-        return self._fd
-
-    def append(self, record: Mapping[str, Any]) -> None:
-        line = (_dumps(dict(record)) + "\n").encode()
-        fd = self._open()
-        written = os.write(fd, line)
-        while written < len(line):  # regular files write fully; be safe anyway
-            written += os.write(fd, line[written:])
-
-    def sync(self) -> None:
-        if self._fd is not None:
-            os.fsync(self._fd)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def _last_newline_end(fd: int, size: int) -> int:
-    """Offset just past the last newline in the file (0 if none)."""
-    pos = size
-    while pos > 0:
-        start = max(0, pos - 65536)
-        chunk = os.pread(fd, pos - start, start)
-        i = chunk.rfind(b"\n")
-        if i >= 0:
-            return start + i + 1
-        pos = start
-    return 0
 
 
 # --------------------------------------------------------------------------- NaN policy
@@ -422,299 +146,8 @@ def _allowed(path: str, allowed: Iterable[str]) -> bool:
 
 
 def _short(value: Any, width: int = 40) -> str:
-    text = value if value == "<absent>" else _dumps(value)
+    text = value if value == "<absent>" else json_dumps(value)
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-# --------------------------------------------------------------------------- the lock
-
-
-class RunLock:
-    """Exclusive, non-blocking ``flock`` on a file, for the life of a run.
-
-    The kernel releases it when the holder exits or is killed, so stale locks are taken over
-    without any pid guessing; the file records pid/host/time only to name the holder in errors.
-    Two ``RunLock`` objects on one path conflict even inside one process.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def acquire(self) -> RunLock:
-        if self._fd is not None:
-            return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_holder(fd)
-            os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise FdivrlError(f"cannot lock {self.path}: {exc}") from exc
-            raise RunLocked(
-                f"{self.path.parent} is in use by another fdivrl process ({holder}); "
-                "wait for it to finish or stop it, or choose another --out"
-            ) from None
-        stamp = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (_dumps(stamp) + "\n").encode(), 0)
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        try:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-    def __enter__(self) -> RunLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-        return f"pid {info['pid']} on {info['host']}, since {info['since']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "pid unknown"
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-@dataclass
-class Checkpoint:
-    """A checkpoint file read and verified in full; :meth:`restore` rebuilds the pytree."""
-
-    path: Path
-    step: int
-    meta: dict[str, Any]
-    leaves: list[dict[str, Any]] = field(repr=False)
-    arrays: list[np.ndarray] = field(repr=False)
-
-    def restore(self, template: Any, prefix: str = "") -> Any:
-        """A pytree shaped like ``template`` holding the saved values.
-
-        The template decides structure and leaf types (jax array, numpy array, numpy or Python
-        scalar, typed PRNG key); a stored leaf whose path, shape or dtype differs raises, since
-        that means the checkpoint belongs to a different model or config. With ``prefix`` (a
-        stored path such as ``"['state'].actor.params"``) only the subtree under it is restored,
-        e.g. one network out of a whole run's state.
-        """
-        import jax
-        import jax.numpy as jnp
-
-        flat, treedef = jax.tree_util.tree_flatten_with_path(template)
-        stored = list(zip(self.leaves, self.arrays, strict=True))
-        if prefix:
-            stored = [(e, a) for e, a in stored if _under(e["path"], prefix)]
-        if len(flat) != len(stored):
-            where = f" under {prefix}" if prefix else ""
-            raise FdivrlError(
-                f"checkpoint {self.path.name} has {len(stored)} leaves{where} but the model has {len(flat)}; "
-                "it was written by a different model or config"
-            )
-        values = []
-        for (key_path, ref), (entry, arr) in zip(flat, stored, strict=True):
-            name = prefix + jax.tree_util.keystr(key_path)
-            if name != entry["path"]:
-                raise FdivrlError(f"checkpoint {self.path.name} stores {entry['path']} where the model has {name}")
-            kind = _leaf_kind(ref)
-            if kind == "key":
-                if entry["kind"] != "key":
-                    raise FdivrlError(f"checkpoint {self.path.name}: {name} is not a typed PRNG key")
-                impl = str(jax.random.key_impl(ref))
-                if entry["impl"] != impl:
-                    raise FdivrlError(f"checkpoint {self.path.name}: {name} is a {entry['impl']} key, expected {impl}")
-                value = jax.random.wrap_key_data(jnp.asarray(arr), impl=impl)
-                _check_shape(self.path, name, value.shape, np.shape(ref))
-            elif kind in ("python",):
-                value = type(ref)(arr.item())
-            else:
-                ref_dtype = np.dtype(ref.dtype)
-                if arr.dtype != ref_dtype:
-                    raise FdivrlError(
-                        f"checkpoint {self.path.name}: {name} has dtype {arr.dtype}, expected {ref_dtype}"
-                    )
-                _check_shape(self.path, name, arr.shape, np.shape(ref))
-                if kind == "jax":
-                    value = jnp.asarray(arr)
-                elif kind == "numpy-scalar":
-                    value = ref_dtype.type(arr[()])
-                else:
-                    value = np.array(arr, copy=True)
-            values.append(value)
-        return jax.tree_util.tree_unflatten(treedef, values)
-
-
-def _under(path: str, prefix: str) -> bool:
-    """Is the stored leaf ``path`` inside the subtree ``prefix`` (ending at a key boundary)?"""
-    return path == prefix or (path.startswith(prefix) and path[len(prefix)] in ".[")
-
-
-def _check_shape(path: Path, name: str, got: tuple[int, ...], want: tuple[int, ...]) -> None:
-    if tuple(got) != tuple(want):
-        raise FdivrlError(f"checkpoint {path.name}: {name} has shape {tuple(got)}, expected {tuple(want)}")
-
-
-def _leaf_kind(leaf: Any) -> str:
-    import jax
-
-    if isinstance(leaf, jax.Array):
-        return "key" if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key) else "jax"
-    if isinstance(leaf, np.ndarray):
-        return "numpy"
-    if isinstance(leaf, np.generic):
-        return "numpy-scalar"
-    if isinstance(leaf, (bool, int, float)):
-        return "python"
-    raise TypeError(f"cannot checkpoint a leaf of type {type(leaf).__name__}")
-
-
-def _crc(arr: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data)
-
-
-def _dtype(name: str) -> np.dtype:
-    import jax.numpy as jnp
-
-    return np.dtype(jnp.dtype(name))  # jnp knows bfloat16, float8_* …
-
-
-def list_checkpoints(directory: str | os.PathLike[str]) -> list[tuple[int, Path]]:
-    """``(step, path)`` of the checkpoint files in ``directory``, oldest first."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    found = []
-    for p in directory.iterdir():
-        m = _CKPT_RE.match(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
-def save_checkpoint(
-    directory: str | os.PathLike[str],
-    step: int,
-    tree: Any,
-    meta: Mapping[str, Any] | None = None,
-    keep: int = 2,
-) -> Path:
-    """Atomically write ``tree`` (+ a JSON-able ``meta``) as ``ckpt-<step>.npz``; keep the newest ``keep``."""
-    import jax
-
-    if keep < 1:
-        raise ConfigError(f"keep must be at least 1, got {keep}")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    arrays: dict[str, np.ndarray] = {}
-    leaves: list[dict[str, Any]] = []
-    for i, (key_path, leaf) in enumerate(flat):
-        kind = _leaf_kind(leaf)
-        entry: dict[str, Any] = {"path": jax.tree_util.keystr(key_path), "kind": kind}
-        if kind == "key":
-            entry["impl"] = str(jax.random.key_impl(leaf))
-            arr = np.asarray(jax.random.key_data(leaf))
-        else:
-            arr = np.asarray(leaf)
-        arr = np.asarray(arr, order="C")  # not ascontiguousarray: it turns 0-d into 1-d
-        entry["dtype"] = str(arr.dtype)
-        entry["shape"] = list(arr.shape)
-        entry["crc32"] = _crc(arr)
-        if arr.dtype.type.__module__.startswith("ml_dtypes"):
-            # .npy cannot describe bfloat16 & co.: store the bits as a same-width uint
-            arr = arr.view(np.dtype(f"uint{arr.dtype.itemsize * 8}"))
-        arrays[f"leaf_{i:05d}"] = arr
-        leaves.append(entry)
-    manifest = {
-        "format": _FORMAT,
-        "version": _FORMAT_VERSION,
-        "step": int(step),
-        "meta": _jsonable(dict(meta or {})),
-        "treedef": str(treedef),
-        "leaves": leaves,
-    }
-    arrays[_MANIFEST] = np.frombuffer(_dumps(manifest).encode(), dtype=np.uint8)
-    path = directory / f"ckpt-{int(step):010d}.npz"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_MARK}", dir=directory)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, allow_pickle=False, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-    for _, old in list_checkpoints(directory)[:-keep]:
-        with contextlib.suppress(FileNotFoundError):
-            old.unlink()
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read and verify (CRC32 per leaf) a checkpoint; raises :class:`FdivrlError` if unreadable."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            manifest = json.loads(npz[_MANIFEST].tobytes().decode())
-            if manifest.get("format") != _FORMAT or manifest.get("version") != _FORMAT_VERSION:
-                raise ValueError(f"not a {_FORMAT} v{_FORMAT_VERSION} file")
-            arrays = []
-            for i, entry in enumerate(manifest["leaves"]):
-                arr = npz[f"leaf_{i:05d}"]
-                if str(arr.dtype) != entry["dtype"]:
-                    arr = arr.view(_dtype(entry["dtype"]))  # an ml_dtypes leaf stored as uint bits
-                if list(arr.shape) != entry["shape"]:
-                    raise ValueError(f"leaf {entry['path']} does not match the manifest")
-                if _crc(arr) != entry["crc32"]:
-                    raise ValueError(f"leaf {entry['path']} fails its checksum")
-                arrays.append(arr)
-    except FdivrlError:
-        raise
-    except Exception as exc:  # zipfile, numpy and json raise many kinds for a damaged file
-        raise FdivrlError(f"checkpoint {path} is unreadable: {type(exc).__name__}: {exc}") from exc
-    return Checkpoint(path, int(manifest["step"]), manifest["meta"], manifest["leaves"], arrays)
-
-
-def latest_checkpoint(directory: str | os.PathLike[str], quarantine: bool = False) -> Checkpoint | None:
-    """The newest readable checkpoint, skipping damaged ones with a warning (None if none).
-
-    With ``quarantine`` a damaged file is renamed to ``*.corrupt`` so it is kept for inspection
-    but no longer listed or pruned as a checkpoint.
-    """
-    for _step, path in reversed(list_checkpoints(directory)):
-        try:
-            return load_checkpoint(path)
-        except FdivrlError as exc:
-            note = ""
-            if quarantine:
-                with contextlib.suppress(OSError):
-                    os.replace(path, path.with_name(path.name + ".corrupt"))
-                    note = " (renamed to *.corrupt)"
-            warnings.warn(f"skipping {exc}{note}", RunWarning, stacklevel=2)
-    return None
 
 
 # --------------------------------------------------------------------------- the run directory
@@ -804,8 +237,8 @@ class RunDir:
         try:
             run._remove_temp_files()
             record = {
-                "config": _jsonable(dict(config)),
-                "seeds": _jsonable(dict(seeds or {})),
+                "config": jsonable(dict(config)),
+                "seeds": jsonable(dict(seeds or {})),
             }
             now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             command = list(sys.argv if argv is None else argv)
@@ -896,13 +329,13 @@ class RunDir:
         for directory in (self.path, self.checkpoint_dir):
             if directory.is_dir():
                 for p in directory.iterdir():
-                    if _TMP_MARK in p.name and p.is_file():
+                    if TMP_MARK in p.name and p.is_file():
                         with contextlib.suppress(OSError):
                             p.unlink()
 
     def read_config(self) -> dict[str, Any]:
         """The whole stored ``config.json`` (the resolved config is under ``"config"``)."""
-        return _read_json(self.config_path)
+        return read_json(self.config_path)
 
     # logs
     def log_metrics(self, record: Mapping[str, Any]) -> None:
@@ -956,7 +389,7 @@ class RunDir:
         atomic_write_json(self.summary_path, dict(summary))
 
     def read_summary(self) -> dict[str, Any] | None:
-        return _read_json(self.summary_path) if self.summary_path.exists() else None
+        return read_json(self.summary_path) if self.summary_path.exists() else None
 
     def is_finished(self) -> bool:
         return is_finished(self.path)

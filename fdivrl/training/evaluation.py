@@ -1,12 +1,8 @@
 """Vectorized policy evaluation in gymnasium environments.
 
-Design choices, and the gymnasium 1.x behaviour behind them:
+The episodes run in a vector env without autoreset (:mod:`fdivrl.training.episodes` says why);
+what this module adds:
 
-* The vector env runs with ``autoreset_mode=DISABLED`` and this module resets finished copies
-  itself through ``reset(options={"reset_mask": ...})``. In the default NEXT_STEP mode the step
-  after a ``done`` is a reset step (reward 0, action ignored) that must not be counted, and the
-  reset draws from the copy's own RNG, so which start states are evaluated would depend on
-  ``n_envs`` and on finish order. Resetting by hand lets every episode have its own seed.
 * Episode ``k`` is reset with :func:`episode_seed` ``(seed, k)``, whichever copy runs it, so for a
   policy that treats batch rows independently the per-episode numbers do not depend on ``n_envs``
   and equal those of a plain single-env loop (``env.reset(seed=episode_seed(seed, k))``).
@@ -29,8 +25,8 @@ import gymnasium as gym
 import numpy as np
 
 from fdivrl.errors import ConfigError
+from fdivrl.training.episodes import EnvBatch, Obs, make_vector_env, run_episodes
 
-Obs = dict[str, np.ndarray] | np.ndarray
 Policy = Callable[[np.ndarray], Any]
 ObsFn = Callable[[Obs], np.ndarray]
 
@@ -145,17 +141,6 @@ class EvalResult:
         return out
 
 
-def _info_flags(infos: Mapping[str, Any], key: str, n: int) -> np.ndarray:
-    """Read a boolean per-env info entry of a vector env, honouring its ``_key`` mask."""
-    if key not in infos:
-        return np.zeros(n, dtype=bool)
-    values = np.asarray(infos[key])
-    mask = np.asarray(infos.get("_" + key, np.ones(n, dtype=bool)), dtype=bool)
-    if values.dtype == object:
-        values = np.array([bool(v) if v is not None else False for v in values], dtype=bool)
-    return np.logical_and(values.astype(bool), mask)
-
-
 def _with_time_limit(make_env: Callable[[], gym.Env], max_episode_steps: int | None) -> Callable[[], gym.Env]:
     if max_episode_steps is None:
         return make_env
@@ -198,66 +183,31 @@ def evaluate(
     if max_episode_steps is not None and max_episode_steps < 1:
         raise ConfigError(f"max_episode_steps must be at least 1, got {max_episode_steps}")
     n = min(n_envs, n_episodes)
-    factory = _with_time_limit(make_env, max_episode_steps)
-    mode = gym.vector.AutoresetMode.DISABLED
-    if vectorization == "sync":
-        venv: gym.vector.VectorEnv = gym.vector.SyncVectorEnv([factory] * n, autoreset_mode=mode)
-    elif vectorization == "async":
-        # forkserver, not fork: forking a process that runs JAX threads can deadlock
-        venv = gym.vector.AsyncVectorEnv([factory] * n, autoreset_mode=mode, context="forkserver")
-    else:
-        raise ConfigError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
-
+    venv = make_vector_env(_with_time_limit(make_env, max_episode_steps), n, vectorization)
     seeds = [episode_seed(seed, k) for k in range(n_episodes)]
     returns = np.zeros(n_episodes, dtype=np.float64)
     lengths = np.zeros(n_episodes, dtype=np.int64)
     successes = np.zeros(n_episodes, dtype=bool)
-    # slot[i] = episode index copy i is running, or -1 for a throw-away episode.
-    slot = np.arange(n, dtype=np.int64)
-    next_episode = n
-    done_count = 0
     action_space = venv.single_action_space
+
+    def act(obs: Obs) -> np.ndarray:
+        batch = obs_fn(obs) if obs_fn is not None else obs
+        if isinstance(batch, Mapping):
+            raise TypeError("dict observations need an obs_fn (e.g. dict_obs_fn(['observation', ...]))")
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim == 1 or batch.shape[0] != n:
+            raise ValueError(f"obs_fn must return a ({n}, obs_dim) batch, got shape {batch.shape}")
+        actions = np.asarray(policy(batch))
+        if actions.shape[0] != n:
+            raise ValueError(f"policy returned {actions.shape[0]} actions for a batch of {n}")
+        if isinstance(action_space, gym.spaces.Box):
+            actions = actions.astype(action_space.dtype, copy=False)
+        return actions
+
     try:
-        obs, _ = venv.reset(seed=seeds[:n])
-        ep_return = np.zeros(n, dtype=np.float64)
-        ep_length = np.zeros(n, dtype=np.int64)
-        ep_success = np.zeros(n, dtype=bool)
-        while done_count < n_episodes:
-            batch = obs_fn(obs) if obs_fn is not None else obs
-            if isinstance(batch, Mapping):
-                raise TypeError("dict observations need an obs_fn (e.g. dict_obs_fn(['observation', ...]))")
-            batch = np.asarray(batch, dtype=np.float32)
-            if batch.ndim == 1 or batch.shape[0] != n:
-                raise ValueError(f"obs_fn must return a ({n}, obs_dim) batch, got shape {batch.shape}")
-            actions = np.asarray(policy(batch))
-            if actions.shape[0] != n:
-                raise ValueError(f"policy returned {actions.shape[0]} actions for a batch of {n}")
-            if isinstance(action_space, gym.spaces.Box):
-                actions = actions.astype(action_space.dtype, copy=False)
-            obs, rewards, terminated, truncated, infos = venv.step(actions)
-            ep_return += np.asarray(rewards, dtype=np.float64)
-            ep_length += 1
-            ep_success |= _info_flags(infos, "success", n)
-            finished = np.logical_or(terminated, truncated)
-            if not finished.any():
-                continue
-            reset_seeds: list[int | None] = [None] * n
-            for i in np.flatnonzero(finished):
-                k = int(slot[i])
-                if k >= 0:
-                    returns[k], lengths[k], successes[k] = ep_return[i], ep_length[i], ep_success[i]
-                    done_count += 1
-                if next_episode < n_episodes:
-                    slot[i] = next_episode
-                    reset_seeds[i] = seeds[next_episode]
-                    next_episode += 1
-                else:
-                    slot[i] = -1  # throw-away episode: unseeded reset, the copy's RNG goes on
-                ep_return[i], ep_length[i], ep_success[i] = 0.0, 0, False
-            if done_count >= n_episodes:
-                break
-            # gymnasium pops "reset_mask" from the options dict: pass a fresh one every time.
-            obs, _ = venv.reset(seed=reset_seeds, options={"reset_mask": finished.copy()})
+        for step in run_episodes(EnvBatch(venv), act, seeds):
+            for end in step.finished:
+                returns[end.index], lengths[end.index], successes[end.index] = end.ret, end.length, end.success
     finally:
         venv.close()
     return EvalResult(returns, lengths, successes, seed=int(seed), episode_seeds=tuple(seeds))

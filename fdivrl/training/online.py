@@ -26,23 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdivrl.analysis import activity, results
+from fdivrl.analysis import results
 from fdivrl.config import TrainConfig
 from fdivrl.data import datasets as minari_data
 from fdivrl.errors import ConfigError, DatasetError
 from fdivrl.learning.learner import Batch, Learner, LearnerState, to_batch
-from fdivrl.runs import loggers
-from fdivrl.runs import rundir as runs
-from fdivrl.training import evaluation
-from fdivrl.training.offline import (
-    RESUMABLE_CHANGES,
-    Reporter,
-    dataset_record,
-    evaluate_policies,
-    evaluate_seeds,
-    make_learner,
-    summarize_evals,
-)
+from fdivrl.training import evaluation, loop
 
 PRETRAIN_CHUNK = 1000
 """Offline steps fused per call while pretraining (finetune's --pretrain-steps)."""
@@ -149,12 +138,6 @@ def dataset_env_info(info: minari_data.DatasetInfo, obs_keys: tuple[str, ...]) -
     return env
 
 
-def default_out(cfg: TrainConfig) -> Path:
-    seeds = f"s{cfg.seeds[0]}" + (f"x{len(cfg.seeds)}" if len(cfg.seeds) > 1 else "")
-    where = (cfg.env if cfg.mode == "online" else cfg.dataset) or "env"
-    return Path("runs") / where.replace("/", "_") / f"{cfg.per_type}-{cfg.mode}-{cfg.preset}-{seeds}"
-
-
 class SeedEnvs:
     """One env per seed, stepped in lockstep on the host; episodes reset as they end."""
 
@@ -223,196 +206,191 @@ def _seed_stack(tree: Any, n: int) -> Any:
     return jax.tree_util.tree_map(lambda x: jnp.array(jnp.broadcast_to(x, (n, *x.shape)), copy=True), tree)
 
 
-def train_online(
-    cfg: TrainConfig,
-    out: Path,
-    resume: bool = False,
-    reporter: Reporter | None = None,
-    on_chunk: Callable[[int], None] | None = None,
-    log: str = "none",
-) -> dict[str, Any]:
-    """Train `cfg.seeds` online (or finetune from a dataset) and write the run directory."""
-    reporter = reporter or Reporter()
-    cfg.validate()
-    oc = cfg.online
-    info = None
-    if cfg.mode == "finetune":
-        transitions, info = minari_data.load(cfg.dataset, obs_keys=cfg.obs_keys, reward_shift=cfg.reward_shift)
-        env = dataset_env_info(info, cfg.obs_keys if info.obs_keys else ())
-        n_data = info.n_transitions
-    elif cfg.mode == "online":
-        env = gym_env_info(cfg.env, cfg.obs_keys)
-        transitions, n_data = None, 0
-    else:
-        raise ConfigError(f"train_online runs --mode online or finetune, not {cfg.mode!r}")
-    capacity = oc.buffer_size  # fixed by the config, so a resumed run to more steps keeps its buffer
-    learner = make_learner(cfg, env.obs_dim, env.act_dim)
-    n_seeds = len(cfg.seeds)
-    record = {**cfg.to_dict(), "env_id": env.env_id}
-    if info is not None:
-        record["data"] = dataset_record(info)
-    with runs.RunDir.create(
-        out, record, resume=resume, allowed_changes=RESUMABLE_CHANGES, seeds={"seeds": list(cfg.seeds)}
-    ) as run:
-        logger = loggers.make_logger(log, Path(out), record, name=Path(out).name)
-        state = learner.init_seeds(list(cfg.seeds), n_data, capacity, online=True)
-        if transitions is not None:
-            data = _seed_stack(prefill(to_batch(transitions), capacity), n_seeds)
-            del transitions
-        else:
-            data = _seed_stack(_empty_buffer(capacity, env.obs_dim, env.act_dim), n_seeds)
-        # progress = pretrain steps + env steps; pretraining comes first
-        total = oc.pretrain_steps + cfg.steps
-        progress = 0
-        restored = run.restore({"state": state, "data": data}) if resume else None
-        if restored is not None:
-            tree, ckpt = restored
-            state, data, progress = tree["state"], tree["data"], ckpt.step
-            reporter.message(f"resumed {out} from step {progress}")
-        if progress >= total and run.is_finished():
-            reporter.message(f"{out} is already finished at step {progress}")
-            return run.read_summary() or {}
-        last_ckpt = progress if restored is not None else None
-        evals_all: list[list[dict[str, Any]]] = _evals_by_step(run.read_evals()) if restored is not None else []
+class OnlineMode:
+    """Finetune's offline pretraining chunks first, then env chunks: `chunk` env steps on the host and
+    one device call that stores them and runs their updates. Progress = pretrain steps + env steps."""
 
-        def evaluate(n_episodes: int, step: int) -> list[dict[str, Any]]:
-            if info is not None:
-                return evaluate_seeds(learner, state, info, cfg, n_episodes, step)
-            return evaluate_policies(
-                learner, state, cfg.seeds, env.make, env.obs_fn, n_episodes, step, to_env_action=env.to_env_action
+    headline = "mean_return"
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.info: minari_data.DatasetInfo | None = None
+        self.transitions: Any = None
+        if cfg.mode == "finetune":
+            self.transitions, self.info = minari_data.load(
+                cfg.dataset, obs_keys=cfg.obs_keys, reward_shift=cfg.reward_shift
             )
-
-        def log_rows(step: int, rows: list[dict[str, float]]) -> None:
-            for seed, row in zip(cfg.seeds, rows, strict=True):
-                runs.check_finite(row, step, last_ckpt)
-                run.log_metrics({"step": step, "seed": seed, **row})
-                logger.log(step, row, f"seed{seed}/train")
-
-        reporter.start(total, progress, f"{cfg.per_type} {cfg.mode} on {env.env_id}")
-        t_run = time.perf_counter()
-
-        # ---- optional offline pretraining on the prefilled buffer (finetune)
-        if progress < oc.pretrain_steps:
-            pretrain: dict[int, Callable] = {}
-            while progress < oc.pretrain_steps:
-                n = min(PRETRAIN_CHUNK, oc.pretrain_steps - progress)
-                if n not in pretrain:
-                    pretrain[n] = learner.compiled_update(n, shared_data=False)
-                t0 = time.perf_counter()
-                state, metrics = pretrain[n](state, data)
-                metrics = jax.device_get(metrics)
-                progress += n
-                log_rows(
-                    progress,
-                    [{"pretrain": 1.0, **{k: float(v[i]) for k, v in metrics.items()}} for i in range(n_seeds)],
-                )
-                reporter.advance(progress, n / max(time.perf_counter() - t0, 1e-9), None)
-            run.save_checkpoint(progress, {"state": state, "data": data})
-            last_ckpt = progress
-
-        # ---- the env loop
-        env_step = progress - oc.pretrain_steps
-        envs = SeedEnvs(env, cfg.seeds, reset_seed=env_step, reward_shift=cfg.reward_shift)
-        explore = jax.jit(
+            self.env = dataset_env_info(self.info, cfg.obs_keys if self.info.obs_keys else ())
+        elif cfg.mode == "online":
+            self.env = gym_env_info(cfg.env, cfg.obs_keys)
+        else:
+            raise ConfigError(f"train_online runs --mode online or finetune, not {cfg.mode!r}")
+        self.n_data = self.info.n_transitions if self.info is not None else 0
+        self.learner = learner = loop.make_learner(cfg, self.env.obs_dim, self.env.act_dim)
+        self.record = {**cfg.to_dict(), "env_id": self.env.env_id}
+        if self.info is not None:
+            self.record["data"] = loop.dataset_record(self.info)
+        self.description = f"{cfg.per_type} {cfg.mode} on {self.env.env_id}"
+        self.total = cfg.online.pretrain_steps + cfg.steps
+        self.explore = jax.jit(
             jax.vmap(
                 lambda p, o, s, t: learner.explore(p, o[None], jax.random.fold_in(jax.random.PRNGKey(s), t))[0],
                 in_axes=(0, 0, 0, None),
             )
         )
-        seeds_arr = jnp.asarray(cfg.seeds, jnp.uint32)
-        programs: dict[tuple[int, bool], Callable] = {}
-        pending: list[dict[str, jax.Array]] = []
-        updates_since_rebuild = 0
-        last_eval: str | None = None
-        t_env = t_update = 0.0
-        updates_done = 0
-        env_steps_at_start = env_step
-        try:
-            while env_step < cfg.steps:
-                k = min(cfg.chunk, cfg.steps - env_step)
-                t0 = time.perf_counter()
-                chunk = [np.empty((n_seeds, k, d), np.float32) for d in (env.obs_dim, env.act_dim, 1, env.obs_dim, 1)]
-                n_updates = 0
-                for j in range(k):
-                    t = env_step + j
-                    if t < oc.start_steps:
-                        a = envs.random_actions()
-                    else:
-                        a = np.asarray(explore(state.actor.params, jnp.asarray(envs.obs), seeds_arr, t))
-                        n_updates += oc.utd
-                    o, r, o2, m = envs.step(a)
-                    chunk[0][:, j], chunk[1][:, j], chunk[2][:, j, 0] = o, a, r
-                    chunk[3][:, j], chunk[4][:, j, 0] = o2, m
-                t1 = time.perf_counter()
-                new = Batch(chunk[0], chunk[1], chunk[2][..., 0], chunk[3], chunk[4][..., 0])
-                ptr = jnp.asarray((n_data + env_step) % capacity, jnp.int32)
-                updates_since_rebuild += n_updates
-                rebuild = cfg.replay.mode == "sample" and updates_since_rebuild >= REBUILD_EVERY_UPDATES
-                if rebuild:
-                    updates_since_rebuild = 0
-                key = (n_updates, rebuild)
-                if key not in programs:
-                    programs[key] = learner.compiled_online(n_updates, rebuild)
-                state, data, metrics = programs[key](state, data, new, ptr)
-                if metrics:
-                    pending.append(metrics)
-                jax.block_until_ready(state.actor.params)
-                t2 = time.perf_counter()
-                t_env, t_update = t_env + (t1 - t0), t_update + (t2 - t1)
-                updates_done += n_updates
-                env_step += k
-                progress = oc.pretrain_steps + env_step
-                final = env_step >= cfg.steps
-                if final or env_step % oc.log_every < k:
-                    rows = _train_rows(pending, envs, learner, state, n_seeds, env_step, t1 - t0, t2 - t1, k)
-                    pending = []
-                    log_rows(progress, rows)
-                if final or env_step % cfg.eval_every < k:
-                    n_eps = cfg.final_eval_episodes if final else cfg.eval_episodes
-                    if n_eps > 0:
-                        evals = evaluate(n_eps, progress)
-                        evals_all.append(evals)
-                        for e in evals:
-                            run.log_eval(e)
-                            logger.log(
-                                progress,
-                                {k_: v for k_, v in e.items() if isinstance(v, float)},
-                                f"seed{e['seed']}/eval",
-                            )
-                        last_eval = f"{np.mean([e['mean_return'] for e in evals]):.1f}"
-                if final or env_step % oc.checkpoint_every < k:
-                    run.save_checkpoint(progress, {"state": state, "data": data})
-                    last_ckpt = progress
-                reporter.advance(progress, k / max(t2 - t0, 1e-9), last_eval)
-                if on_chunk is not None:
-                    on_chunk(progress)
-        finally:
-            envs.close()
-        reporter.stop()
-        logger.close()
-        elapsed = time.perf_counter() - t_run
-        done_steps = env_step - env_steps_at_start
-        summary = {
-            "status": "finished",
-            "per_type": cfg.per_type,
-            "mode": cfg.mode,
-            "env": env.env_id,
+        self.seeds_arr = jnp.asarray(cfg.seeds, jnp.uint32)
+        self.pretrain_programs: dict[int, Callable] = {}
+        self.programs: dict[tuple[int, bool], Callable] = {}
+        self.envs: SeedEnvs | None = None  # made at the first env chunk, seeded by its env step
+        self.pending: list[dict[str, jax.Array]] = []
+        self.updates_since_rebuild = self.updates_done = 0
+        self.t_env = self.t_update = 0.0
+        self.state: LearnerState
+        self.data: Batch
+
+    def init(self) -> dict[str, Any]:
+        cfg, n_seeds = self.cfg, len(self.cfg.seeds)
+        capacity = cfg.online.buffer_size  # fixed by the config, so a resumed run to more steps keeps its buffer
+        self.state = self.learner.init_seeds(list(cfg.seeds), self.n_data, capacity, online=True)
+        if self.transitions is not None:
+            self.data = _seed_stack(prefill(to_batch(self.transitions), capacity), n_seeds)
+            self.transitions = None
+        else:
+            self.data = _seed_stack(_empty_buffer(capacity, self.env.obs_dim, self.env.act_dim), n_seeds)
+        return self.tree()
+
+    def tree(self) -> dict[str, Any]:
+        return {"state": self.state, "data": self.data}
+
+    def load(self, tree: dict[str, Any]) -> None:
+        self.state, self.data = tree["state"], tree["data"]
+
+    def advance(self, progress: int) -> loop.Chunk:
+        pretrain_steps = self.cfg.online.pretrain_steps
+        if progress < pretrain_steps:
+            return self._pretrain(progress)
+        return self._env_chunk(progress - pretrain_steps)
+
+    def _pretrain(self, progress: int) -> loop.Chunk:
+        """Offline steps on the prefilled buffer; the last one is checkpointed before the env loop."""
+        pretrain_steps = self.cfg.online.pretrain_steps
+        n = min(PRETRAIN_CHUNK, pretrain_steps - progress)
+        if n not in self.pretrain_programs:
+            self.pretrain_programs[n] = self.learner.compiled_update(n, shared_data=False)
+        t0 = time.perf_counter()
+        self.state, metrics = self.pretrain_programs[n](self.state, self.data)
+        metrics = jax.device_get(metrics)
+        rate = n / max(time.perf_counter() - t0, 1e-9)
+        rows = [{"pretrain": 1.0, **{k: float(v[i]) for k, v in metrics.items()}} for i in range(len(self.cfg.seeds))]
+        progress += n
+        return loop.Chunk(progress, rows, rate, evaluate=False, checkpoint=progress >= pretrain_steps)
+
+    def _env_chunk(self, env_step: int) -> loop.Chunk:
+        """`chunk` env steps, then one device call that stores them and runs the updates they earned."""
+        cfg, oc = self.cfg, self.cfg.online
+        k = min(cfg.chunk, cfg.steps - env_step)
+        t0 = time.perf_counter()
+        new, n_updates = self._collect(env_step, k)
+        t1 = time.perf_counter()
+        ptr = jnp.asarray((self.n_data + env_step) % oc.buffer_size, jnp.int32)
+        self.updates_since_rebuild += n_updates
+        rebuild = cfg.replay.mode == "sample" and self.updates_since_rebuild >= REBUILD_EVERY_UPDATES
+        if rebuild:
+            self.updates_since_rebuild = 0
+        key = (n_updates, rebuild)
+        if key not in self.programs:
+            self.programs[key] = self.learner.compiled_online(n_updates, rebuild)
+        self.state, self.data, metrics = self.programs[key](self.state, self.data, new, ptr)
+        if metrics:
+            self.pending.append(metrics)
+        jax.block_until_ready(self.state.actor.params)
+        t2 = time.perf_counter()
+        self.t_env, self.t_update = self.t_env + (t1 - t0), self.t_update + (t2 - t1)
+        self.updates_done += n_updates
+        env_step += k
+        final = env_step >= cfg.steps
+        rows = None
+        if final or env_step % oc.log_every < k:
+            rows = _train_rows(self.pending, self.envs, self.learner, self.state, env_step, t1 - t0, t2 - t1, k)
+            self.pending = []
+        return loop.Chunk(
+            oc.pretrain_steps + env_step,
+            rows,
+            k / max(t2 - t0, 1e-9),
+            evaluate=final or env_step % cfg.eval_every < k,
+            checkpoint=final or env_step % oc.checkpoint_every < k,
+        )
+
+    def _collect(self, env_step: int, k: int) -> tuple[Batch, int]:
+        """k steps of every seed's env (uniform actions before start_steps): the transitions, seed-major,
+        and the number of updates they earn (utd per step after start_steps)."""
+        env, oc, n_seeds = self.env, self.cfg.online, len(self.cfg.seeds)
+        if self.envs is None:
+            self.envs = SeedEnvs(env, self.cfg.seeds, reset_seed=env_step, reward_shift=self.cfg.reward_shift)
+        envs = self.envs
+        chunk = [np.empty((n_seeds, k, d), np.float32) for d in (env.obs_dim, env.act_dim, 1, env.obs_dim, 1)]
+        n_updates = 0
+        for j in range(k):
+            t = env_step + j
+            if t < oc.start_steps:
+                a = envs.random_actions()
+            else:
+                a = np.asarray(self.explore(self.state.actor.params, jnp.asarray(envs.obs), self.seeds_arr, t))
+                n_updates += oc.utd
+            o, r, o2, m = envs.step(a)
+            chunk[0][:, j], chunk[1][:, j], chunk[2][:, j, 0] = o, a, r
+            chunk[3][:, j], chunk[4][:, j, 0] = o2, m
+        return Batch(chunk[0], chunk[1], chunk[2][..., 0], chunk[3], chunk[4][..., 0]), n_updates
+
+    def evaluate(self, n_episodes: int, step: int) -> loop.Evaluation:
+        if self.info is not None:
+            return loop.evaluate_seeds(self.learner, self.state, self.info, self.cfg, n_episodes, step)
+        env = self.env
+        return loop.evaluate_policies(
+            self.learner,
+            self.state,
+            self.cfg.seeds,
+            env.make,
+            env.obs_fn,
+            n_episodes,
+            step,
+            to_env_action=env.to_env_action,
+        )
+
+    def summary(self, outcome: loop.Outcome) -> dict[str, Any]:
+        cfg, pretrain_steps = self.cfg, self.cfg.online.pretrain_steps
+        env_steps = outcome.progress - max(outcome.start, pretrain_steps)  # in this segment
+        out = {
+            "env": self.env.env_id,
             "dataset": cfg.dataset if cfg.mode == "finetune" else None,
-            "steps": env_step,
-            "pretrain_steps": oc.pretrain_steps,
-            "seeds": list(cfg.seeds),
-            "final_eval": summarize_evals(evals_all[-1]) if evals_all else None,
-            "score": _score(evals_all, oc.score_last),
-            "env_steps_per_s": done_steps / elapsed if elapsed > 0 else math.nan,
-            "updates_per_s": updates_done * n_seeds / t_update if t_update > 0 else math.nan,
-            "time_env_s": t_env,
-            "time_update_s": t_update,
-            "activity": activity.summarize(cfg.replay.prioritized, run.read_metrics()),
+            "steps": outcome.progress - pretrain_steps,
+            "pretrain_steps": pretrain_steps,
+            "score": _score(outcome.evaluations, cfg.online.score_last),
+            "env_steps_per_s": env_steps / outcome.elapsed if outcome.elapsed > 0 else math.nan,
+            "updates_per_s": self.updates_done * len(cfg.seeds) / self.t_update if self.t_update > 0 else math.nan,
+            "time_env_s": self.t_env,
+            "time_update_s": self.t_update,
         }
-        if info is not None:
-            summary["data"] = dataset_record(info)
-        run.write_summary(summary)
-        return summary
+        if self.info is not None:
+            out["data"] = loop.dataset_record(self.info)
+        return out
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+
+
+def train_online(
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool = False,
+    reporter: loop.Reporter | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+    log: str = "none",
+) -> dict[str, Any]:
+    """`loop.train` for an online or finetune config (bench, the walker and tests call it by this name)."""
+    cfg.validate()
+    return loop.run(OnlineMode(cfg), cfg, out, resume, reporter, on_chunk, log)
 
 
 def _train_rows(
@@ -420,7 +398,6 @@ def _train_rows(
     envs: SeedEnvs,
     learner: Learner,
     state: LearnerState,
-    n_seeds: int,
     env_step: int,
     t_env: float,
     t_update: float,
@@ -431,7 +408,7 @@ def _train_rows(
     metrics = jax.device_get(pending)
     stats = jax.device_get(learner.replay_stats(state))
     rows = []
-    for i in range(n_seeds):
+    for i in range(len(envs.envs)):
         row: dict[str, float] = {"env_step": float(env_step)}
         if metrics:
             row.update({key: float(np.mean([m[key][i] for m in metrics])) for key in metrics[0]})
@@ -447,13 +424,6 @@ def _train_rows(
         row["update_s_per_step"] = t_update / k
         rows.append(row)
     return rows
-
-
-def _evals_by_step(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    by_step: dict[int, list[dict[str, Any]]] = {}
-    for r in records:
-        by_step.setdefault(int(r["step"]), []).append(r)
-    return [by_step[s] for s in sorted(by_step)]
 
 
 def _score(evals_all: list[list[dict[str, Any]]], last: int) -> dict[str, Any] | None:

@@ -60,6 +60,7 @@ from fdivrl.data.antmaze.mazes import (
 from fdivrl.data.antmaze.planner import WaypointController, WaypointPolicy
 from fdivrl.data.datasets import dataset_dir, datasets_root, register_robotics_envs
 from fdivrl.errors import ConfigError, DatasetError
+from fdivrl.training.episodes import EnvBatch, make_vector_env, run_episodes
 
 DEFAULT_STEPS = 1_000_000
 ACTION_NOISE = 0.2  # std of the Gaussian action noise of minari's script
@@ -114,47 +115,8 @@ def _make_env(spec: Any) -> gym.Env:
         return _SuccessInfoOnly(gym.make(spec, disable_env_checker=True))
 
 
-def _vector_env(spec: Any, n_envs: int, vectorization: str) -> Any:
-    factories = [functools.partial(_make_env, spec)] * n_envs
-    mode = gym.vector.AutoresetMode.DISABLED  # resets are ours: forced truncations need them
-    if vectorization == "sync":
-        return gym.vector.SyncVectorEnv(factories, autoreset_mode=mode)
-    if vectorization == "async":  # forkserver: forking a process that runs JAX threads can deadlock
-        return gym.vector.AsyncVectorEnv(factories, autoreset_mode=mode, context="forkserver")
-    raise ConfigError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
-
-
-def _flags(infos: dict[str, Any], key: str, n: int) -> np.ndarray:
-    values = np.asarray(infos.get(key, np.zeros(n)), dtype=bool)
-    return values & np.asarray(infos.get("_" + key, np.ones(n)), dtype=bool)
-
-
-class _Batch:
-    """A vector env whose current observations and success flags are kept here, reset per env."""
-
-    def __init__(self, venv: Any, seeds: Iterator[int]) -> None:
-        self.venv, self.seeds, self.n = venv, seeds, venv.num_envs
-        self.obs = {k: np.zeros((self.n, *s.shape)) for k, s in venv.single_observation_space.spaces.items()}
-        self.success = np.zeros(self.n, dtype=bool)
-
-    def reset(self, mask: np.ndarray) -> np.ndarray:
-        """Reset the envs in ``mask`` with the next seeds; returns the seed per env (-1: not reset)."""
-        seeds = np.array([next(self.seeds) if m else -1 for m in mask], dtype=np.int64)
-        obs, infos = self.venv.reset(
-            seed=[int(s) if m else None for s, m in zip(seeds, mask, strict=True)],
-            options={"reset_mask": np.array(mask, dtype=bool)},  # gymnasium pops it: a fresh array
-        )
-        for key in self.obs:
-            self.obs[key][mask] = obs[key][mask]
-        self.success[mask] = _flags(infos, "success", self.n)[mask]
-        return seeds
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        obs, rewards, terminated, truncated, infos = self.venv.step(actions)
-        for key in self.obs:
-            self.obs[key][:] = obs[key]
-        self.success[:] = _flags(infos, "success", self.n)
-        return np.asarray(rewards, dtype=np.float64), np.asarray(terminated, bool), np.asarray(truncated, bool)
+def _vector_env(spec: Any, n_envs: int, vectorization: str) -> gym.vector.VectorEnv:
+    return make_vector_env(functools.partial(_make_env, spec), n_envs, vectorization)
 
 
 class _Actor(Protocol):
@@ -241,44 +203,24 @@ def _rollouts(
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=episodes)
     venv = _vector_env(spec, n, vectorization)
     try:
-        batch, actor = _Batch(venv, itertools.chain(seeds.tolist(), itertools.repeat(0))), make_actor(n)
-        everyone = np.ones(n, dtype=bool)
-        batch.reset(everyone)
-        actor.start(everyone, batch.obs)
+        batch, actor = EnvBatch(venv), make_actor(n)
         returns: list[float] = []
         success_step: list[int] = []
         flips: list[bool] = []
         distance: list[float] = []
-        ep_return, ep_steps = np.zeros(n), np.zeros(n, dtype=np.int64)
-        first_success, flipped = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
-        counted = everyone.copy()  # envs running an episode that counts
-        started, done_steps, total_steps = n, 0, episodes * spec.max_episode_steps
-        while len(returns) < episodes:
-            rewards, terminated, truncated = batch.step(actor(batch.obs))
-            ep_return += rewards
-            ep_steps += 1
-            first = (first_success == 0) & batch.success
-            first_success[first] = ep_steps[first]
-            flipped |= _upside_down(batch.obs["observation"])
-            done_steps += int(counted.sum())
+        flipped = np.zeros(n, dtype=bool)
+        done_steps, total_steps = 0, episodes * spec.max_episode_steps
+        for step in run_episodes(batch, actor, seeds.tolist(), idle_seed=0, on_start=actor.start):
+            flipped |= _upside_down(step.obs["observation"])
+            done_steps += int((step.running >= 0).sum())
             progress(min(done_steps, total_steps), total_steps)
-            ended = terminated | truncated
-            finished = ended & counted
-            gap = np.linalg.norm(batch.obs["achieved_goal"] - batch.obs["desired_goal"], axis=-1)
-            for i in np.flatnonzero(finished):
-                returns.append(float(ep_return[i]))
-                success_step.append(int(first_success[i]))
-                flips.append(bool(flipped[i]))
-                distance.append(float(gap[i]))
-            for i in np.flatnonzero(finished):
-                if started < episodes:
-                    started += 1
-                else:  # enough episodes under way: this env idles, uncounted, to the end
-                    counted[i] = False
-            ep_return[ended], ep_steps[ended], first_success[ended], flipped[ended] = 0.0, 0, 0, False
-            if ended.any() and len(returns) < episodes:  # idle envs are reset too: no env steps past its end
-                batch.reset(ended)
-                actor.start(ended & counted, batch.obs)
+            gap = np.linalg.norm(step.obs["achieved_goal"] - step.obs["desired_goal"], axis=-1)
+            for end in step.finished:
+                returns.append(end.ret)
+                success_step.append(end.first_success)
+                flips.append(bool(flipped[end.env]))
+                distance.append(float(gap[end.env]))
+            flipped[step.ended] = False
         return _Rollouts(np.array(returns), np.array(success_step), np.array(flips), np.array(distance))
     finally:
         venv.close()
@@ -423,13 +365,19 @@ def _episode_buffer(
 
 
 def _collect_chunk(
-    batch: _Batch, actor: _Actor, chunk_steps: int, episode_ids: Iterator[int], progress: Callable[[int], None]
+    batch: EnvBatch,
+    actor: _Actor,
+    chunk_steps: int,
+    seeds: Iterator[int],
+    episode_ids: Iterator[int],
+    progress: Callable[[int], None],
 ) -> list[Any]:
-    """Collect ``chunk_steps`` transitions split evenly over the envs; every episode ends inside it."""
+    """Collect ``chunk_steps`` transitions split evenly over the envs; every episode ends inside it.
+
+    All envs are reset first; every reset takes the next of ``seeds``, in env order."""
     n = batch.n
     quota = chunk_steps // n + (np.arange(n) < chunk_steps % n)
     rows = int(quota.max())
-    obs = {k: np.empty((rows, *v.shape)) for k, v in batch.obs.items()}
     actions = np.empty((rows, n, 8), dtype=np.float32)
     rewards = np.empty((rows, n))
     terminations = np.empty((rows, n), dtype=bool)
@@ -437,8 +385,10 @@ def _collect_chunk(
     success = np.empty((rows, n), dtype=bool)
     first_row = np.zeros(n, dtype=np.int64)
     everyone = np.ones(n, dtype=bool)  # an env without quota (tiny last chunk) idles, unrecorded
-    seeds = batch.reset(everyone)
+    env_seeds = _next_seeds(seeds, everyone)
+    batch.reset(env_seeds.tolist())
     actor.start(everyone, batch.obs)
+    obs = {k: np.empty((rows, *v.shape)) for k, v in batch.obs.items()}
     episodes = []
     for t in range(rows):
         for key, value in batch.obs.items():
@@ -453,7 +403,7 @@ def _collect_chunk(
             episodes.append(
                 _episode_buffer(
                     next(episode_ids),
-                    int(seeds[i]),
+                    int(env_seeds[i]),
                     {k: v[span, i] for k, v in obs.items()},
                     {k: v[i] for k, v in batch.obs.items()},
                     actions[span, i],
@@ -465,10 +415,17 @@ def _collect_chunk(
             )
         again = ended & (t + 1 < quota)
         if again.any():
-            seeds = np.where(again, batch.reset(again), seeds)
+            new_seeds = _next_seeds(seeds, again)
+            batch.reset(new_seeds.tolist(), again)
+            env_seeds = np.where(again, new_seeds, env_seeds)
             actor.start(again, batch.obs)
             first_row[again] = t + 1
     return episodes
+
+
+def _next_seeds(seeds: Iterator[int], mask: np.ndarray) -> np.ndarray:
+    """The next of ``seeds`` for each env in ``mask``, in env order (-1 outside it)."""
+    return np.array([next(seeds) if m else -1 for m in mask], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,10 +534,20 @@ def generate(
                 f"dataset '{dataset_id}' already exists at {path}; pass --overwrite (overwrite=True) to replace it"
             )
         with _datasets_root(staging_root):
-            summary = _generate(
-                spec_task, dataset_id, steps, seed, policy, n_envs, progress, ref_episodes, vectorization,
-                action_noise, checkpoint_interval, policy_name,
-            )  # fmt: skip
+            job = _Job(
+                task=spec_task,
+                dataset_id=dataset_id,
+                steps=steps,
+                seed=seed,
+                policy=policy,
+                n_envs=n_envs,
+                ref_episodes=ref_episodes,
+                vectorization=vectorization,
+                action_noise=action_noise,
+                checkpoint_interval=checkpoint_interval,
+                policy_name=policy_name,
+            )
+            summary = _generate(job, progress)
         try:
             _move_into_place(staging_root, dataset_id, datasets_root())
         except OSError as err:
@@ -616,7 +583,7 @@ def _staging(dataset_id: str) -> Iterator[Path]:
     The dataset is written there and renamed into place only when complete, so no reader ever sees
     a partial stand-in (a killed run leaves its files here, cleared by the next generator of the
     id); the lock makes a second generator of the same id stop at once instead of interleaving."""
-    from fdivrl.runs.rundir import RunLock, RunLocked
+    from fdivrl.runs.lock import RunLock, RunLocked
 
     base = datasets_root() / STAGING_DIR
     slug = dataset_id.replace("/", "__")
@@ -676,59 +643,69 @@ def _datasets_root(root: Path) -> Iterator[None]:
             os.environ["MINARI_DATASETS_PATH"] = previous
 
 
-def _generate(
-    spec_task: MazeTask,
-    dataset_id: str,
-    steps: int,
-    seed: int,
-    policy: WaypointPolicy,
-    n_envs: int,
-    progress: Progress | None,
-    ref_episodes: int,
-    vectorization: str,
-    action_noise: float,
-    checkpoint_interval: int,
-    policy_name: str,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Job:
+    """What one :func:`generate` call collects (its arguments, checked and resolved)."""
+
+    task: MazeTask
+    dataset_id: str
+    steps: int
+    seed: int
+    policy: WaypointPolicy
+    n_envs: int
+    ref_episodes: int
+    vectorization: str
+    action_noise: float
+    checkpoint_interval: int
+    policy_name: str
+
+
+def _generate(job: _Job, progress: Progress | None) -> dict[str, Any]:
     """Reference scores, then collection into minari's current root; the summary keeps the
     visitation counts under ``_visits`` for the caller's plot."""
     import minari
 
     report = progress or (lambda phase, done, total: None)
-    collect_spec, reference_spec = collection_spec(spec_task), eval_spec(spec_task)
+    task, seed, steps = job.task, job.seed, job.steps
+    collect_spec, reference_spec = collection_spec(task), eval_spec(task)
 
     ref_min = _mean_return(
         reference_spec,
         lambda n: _RandomActor(n, np.random.default_rng([seed, 1])),
-        ref_episodes,
-        n_envs,
+        job.ref_episodes,
+        job.n_envs,
         seed + 1,
-        vectorization,
+        job.vectorization,
         functools.partial(report, "ref-random"),
     )
     ref_max = _mean_return(
         reference_spec,
-        _controller_actor(policy, spec_task, seed),
-        ref_episodes,
-        n_envs,
+        _controller_actor(job.policy, task, seed),
+        job.ref_episodes,
+        job.n_envs,
         seed + 2,
-        vectorization,
+        job.vectorization,
         functools.partial(report, "ref-controller"),
     )
 
-    stats = _Stats(map_shape(train_map(spec_task)))
+    stats = _Stats(map_shape(train_map(task)))
     dataset = None
     started = time.perf_counter()
-    n_envs = min(n_envs, steps)
-    venv = _vector_env(collect_spec, n_envs, vectorization)
+    n_envs = min(job.n_envs, steps)
+    venv = _vector_env(collect_spec, n_envs, job.vectorization)
     try:
-        batch = _Batch(venv, itertools.count(seed))
-        actor = _WalkerActor(policy, train_map(spec_task), n_envs, np.random.default_rng([seed, 0]), action_noise)
-        episode_ids = itertools.count()
-        for first in range(0, steps, checkpoint_interval):
-            chunk = min(checkpoint_interval, steps - first)
+        batch = EnvBatch(venv)
+        actor = _WalkerActor(job.policy, train_map(task), n_envs, np.random.default_rng([seed, 0]), job.action_noise)
+        seeds, episode_ids = itertools.count(seed), itertools.count()
+        for first in range(0, steps, job.checkpoint_interval):
+            chunk = min(job.checkpoint_interval, steps - first)
             episodes = _collect_chunk(
-                batch, actor, chunk, episode_ids, lambda done, first=first: report("collect", first + done, steps)
+                batch,
+                actor,
+                chunk,
+                seeds,
+                episode_ids,
+                lambda done, first=first: report("collect", first + done, steps),
             )
             for episode in episodes:
                 stats.add(episode)
@@ -736,20 +713,20 @@ def _generate(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # "AntMaze v4 is out of date"
                     dataset = minari.create_dataset_from_buffers(
-                        dataset_id,
+                        job.dataset_id,
                         episodes,
                         env=collect_spec,
                         eval_env=reference_spec,
-                        algorithm_name=f"BFS+{policy_name}",
+                        algorithm_name=f"BFS+{job.policy_name}",
                         author="fdivrl",
                         author_email="fdivrl@localhost",
                         code_permalink="fdivrl.data.antmaze.generator (local AntMaze stand-in generator)",
                         ref_min_score=ref_min,
                         ref_max_score=ref_max,
-                        num_episodes_average_score=ref_episodes,
+                        num_episodes_average_score=job.ref_episodes,
                         description=(
-                            f"Local stand-in for {spec_task.d4rl_id}, NOT the real data: {steps} steps of "
-                            f"{policy_name} + BFS waypoints + N(0, {action_noise}²) noise in {spec_task.env_id}, "
+                            f"Local stand-in for {task.d4rl_id}, NOT the real data: {steps} steps of "
+                            f"{job.policy_name} + BFS waypoints + N(0, {job.action_noise}²) noise in {task.env_id}, "
                             "collected like minari's v1 script (fdivrl.data.antmaze.generator)."
                         ),
                         requirements=[
@@ -765,16 +742,16 @@ def _generate(
 
     summary = _summary(
         stats,
-        dataset_id=dataset_id,
-        task=spec_task.name,
-        env_id=spec_task.env_id,
+        dataset_id=job.dataset_id,
+        task=task.name,
+        env_id=task.env_id,
         steps=steps,
         seed=seed,
         n_envs=n_envs,
-        vectorization=vectorization,
+        vectorization=job.vectorization,
         ref_min_score=ref_min,
         ref_max_score=ref_max,
-        ref_episodes=ref_episodes,
+        ref_episodes=job.ref_episodes,
         collect_seconds=seconds,
         collect_steps_per_s=steps / seconds,
     )

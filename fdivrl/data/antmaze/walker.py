@@ -39,6 +39,7 @@ from gymnasium import spaces
 
 from fdivrl.data.datasets import register_robotics_envs
 from fdivrl.errors import DatasetError
+from fdivrl.runs.io import atomic_write
 
 register_robotics_envs()  # imports gymnasium_robotics without its unrelated Adroit notice
 from gymnasium_robotics.envs.maze.ant_maze_v4 import AntMazeEnv  # noqa: E402
@@ -250,10 +251,8 @@ def save_walker(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         np.savez(f, meta=np.array(json.dumps(meta)), **{f"params/{k}": v for k, v in flat.items()})
-    os.replace(tmp, path)
     return path
 
 

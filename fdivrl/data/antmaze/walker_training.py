@@ -20,7 +20,7 @@ from fdivrl.data.antmaze import walker
 from fdivrl.data.antmaze.planner import WaypointPolicy
 from fdivrl.errors import FdivrlError
 from fdivrl.learning.networks import Actor
-from fdivrl.runs import rundir as runs
+from fdivrl.runs.checkpoint import latest_checkpoint
 
 WALKER_STEPS = 1_000_000
 WALKER_HIDDEN = (256, 256)
@@ -41,7 +41,7 @@ def walker_config(steps: int = WALKER_STEPS, seed: int = 0) -> C.TrainConfig:
 
 def actor_params(run_dir: Path, hidden: tuple[int, ...] = WALKER_HIDDEN) -> tuple[Any, int]:
     """The (single) seed's actor parameters in a run's newest checkpoint, and its step."""
-    ckpt = runs.latest_checkpoint(Path(run_dir) / "checkpoints")
+    ckpt = latest_checkpoint(Path(run_dir) / "checkpoints")
     if ckpt is None:
         raise FdivrlError(f"{run_dir} holds no readable checkpoint to export a walker from")
     template = Actor(hidden, walker.ACT_DIM).init(jax.random.PRNGKey(0), np.zeros((1, walker.OBS_DIM), np.float32))

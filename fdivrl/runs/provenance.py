@@ -1,0 +1,88 @@
+"""What a run's numbers depend on besides its config: package versions, source revision, platform.
+
+Recorded in ``config.json`` when a run starts; a resume compares the versions and notes changes.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import socket
+from pathlib import Path
+from typing import Any
+
+__all__ = ["platform_info", "source_revision", "versions"]
+
+_PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "numpy",
+    "minari",
+    "gymnasium",
+    "gymnasium-robotics",
+    "mujoco",
+    "fdivrl",
+)
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of python and the packages that decide a run's numbers (None: absent)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    if out["fdivrl"] is None:
+        from fdivrl import __version__
+
+        out["fdivrl"] = __version__
+    out["fdivrl_source"] = source_revision()
+    return out
+
+
+def source_revision() -> str | None:
+    """The git commit fdivrl runs from ("<sha>+changes" when its tracked files differ from it), or
+    None when it is not a git checkout (an installed wheel)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        # no timeout: Popen.wait(timeout) polls with time.sleep, which tests patch; git here is local
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}+changes" if dirty else sha
+
+
+def platform_info() -> dict[str, Any]:
+    """Where the run ran: OS, CPU, host and the JAX backend (numbers differ across backends)."""
+    info: dict[str, Any] = {
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+        "python_implementation": platform.python_implementation(),
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import jax
+
+        info["jax_backend"] = jax.default_backend()
+        info["jax_devices"] = [d.device_kind for d in jax.devices()]
+    except Exception as exc:  # a broken accelerator setup must not stop the run from being recorded
+        info["jax_backend"] = f"unavailable: {exc}"
+    return info

@@ -1,0 +1,323 @@
+"""The run loop every mode shares: run directory, resume, logging, evaluation, checkpoints, summary.
+
+Offline, online and finetune differ only in how a chunk of training is produced (a `Mode`); what
+happens at a chunk's end (NaN check, metrics rows, evaluation and checkpoint when due, progress,
+the summary) is written once here, so the modes cannot drift apart in how they record a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+
+from fdivrl.analysis import activity
+from fdivrl.config import TrainConfig
+from fdivrl.core import divergences as D
+from fdivrl.data import datasets as minari_data
+from fdivrl.learning.learner import Learner, LearnerState
+from fdivrl.runs import loggers
+from fdivrl.runs import rundir as runs
+from fdivrl.training import evaluation
+
+# resuming to a longer --steps is allowed; with cosine_actor_lr it moves the schedule, so only equal --steps
+# reproduce an uninterrupted run number for number
+RESUMABLE_CHANGES = ("steps", "learner.total_steps")
+
+Evaluation = list[dict[str, Any]]
+"""One evaluation: a record per seed, as eval.jsonl holds them."""
+
+
+class Reporter:
+    """Where progress goes; the CLI passes a rich progress bar, tests a silent one."""
+
+    def start(self, total: int, done: int, description: str) -> None: ...
+
+    def advance(self, step: int, updates_per_s: float, last_eval: str | None) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """What one `Mode.advance` produced; the mode decides what is due, the loop does it."""
+
+    progress: int
+    rows: list[dict[str, float]] | None
+    """One metrics row per seed, or None when this chunk logs nothing."""
+    rate: float
+    """Progress per second, for the progress bar."""
+    evaluate: bool
+    checkpoint: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How a segment (one call, possibly resumed) ended; a mode's summary fields come from it."""
+
+    start: int
+    """Progress when this segment began (after a restore)."""
+    progress: int
+    evaluations: list[Evaluation]
+    """Every evaluation of the run, oldest first (those before a resume read back from eval.jsonl)."""
+    elapsed: float
+
+
+class Mode(Protocol):
+    """How one kind of run trains; it holds the learner state between chunks."""
+
+    record: dict[str, Any]
+    """config.json's record: the config plus the facts about data or env the run depends on."""
+    description: str
+    total: int
+    """Progress at which the run is done (offline: gradient steps; online: pretrain + env steps)."""
+    headline: str
+    """The evaluation key the progress bar shows."""
+
+    def init(self) -> Any:
+        """Build the initial state inside the run directory; returns the checkpoint tree."""
+
+    def tree(self) -> Any:
+        """The current checkpoint tree (same structure as init's)."""
+
+    def load(self, tree: Any) -> None:
+        """Adopt a tree restored from a checkpoint."""
+
+    def advance(self, progress: int) -> Chunk: ...
+
+    def evaluate(self, n_episodes: int, step: int) -> Evaluation: ...
+
+    def summary(self, outcome: Outcome) -> dict[str, Any]:
+        """The mode's own summary.json fields."""
+
+    def close(self) -> None: ...
+
+
+def train(
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+    log: str = "none",
+) -> dict[str, Any]:
+    """Train `cfg.seeds` in `cfg.mode` and write the run directory `out`; returns summary.json.
+
+    on_chunk(progress) is called after every chunk has been logged, evaluated and checkpointed.
+    """
+    cfg.validate()
+    # the modes import this module, so they are looked up here
+    if cfg.mode == "offline":
+        from fdivrl.training.offline import OfflineMode as make_mode
+    else:
+        from fdivrl.training.online import OnlineMode as make_mode
+    return run(make_mode(cfg), cfg, out, resume, reporter, on_chunk, log)
+
+
+def run(
+    mode: Mode,
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+    log: str = "none",
+) -> dict[str, Any]:
+    """Train `mode` to `mode.total` in the run directory `out`; returns (and writes) summary.json."""
+    reporter = reporter or Reporter()
+    with runs.RunDir.create(
+        out, mode.record, resume=resume, allowed_changes=RESUMABLE_CHANGES, seeds={"seeds": list(cfg.seeds)}
+    ) as rundir:
+        logger = loggers.make_logger(log, Path(out), mode.record, name=Path(out).name)
+        template = mode.init()
+        restored = rundir.restore(template) if resume else None
+        start = 0
+        if restored is not None:
+            tree, ckpt = restored
+            mode.load(tree)
+            start = ckpt.step  # restore() has cut the logs back to this step
+            reporter.message(f"resumed {out} from step {start}")
+        if start >= mode.total and rundir.is_finished():
+            reporter.message(f"{out} is already finished at step {start}")
+            return rundir.read_summary() or {}
+        evaluations = evals_by_step(rundir.read_evals()) if restored is not None else []
+        reporter.start(mode.total, start, mode.description)
+        t_run = time.perf_counter()
+        try:
+            progress, new = _train(mode, cfg, rundir, logger, reporter, on_chunk, start, restored is not None)
+        finally:
+            mode.close()
+        reporter.stop()
+        logger.close()
+        elapsed = time.perf_counter() - t_run
+        if evaluations and not new:  # resumed at (or past) the last evaluation: eval.jsonl holds it
+            step = evaluations[-1][0]["step"]
+            reporter.message(f"{out}: summary rebuilt from the evaluation at step {step} in eval.jsonl")
+        evaluations += new
+        summary = {
+            "status": "finished",
+            "per_type": cfg.per_type,
+            "mode": cfg.mode,
+            **mode.summary(Outcome(start, progress, evaluations, elapsed)),
+            "seeds": list(cfg.seeds),
+            "final_eval": summarize_evals(evaluations[-1]) if evaluations else None,
+            "activity": activity.summarize(cfg.replay.prioritized, rundir.read_metrics()),
+        }
+        rundir.write_summary(summary)
+        return summary
+
+
+def _train(
+    mode: Mode,
+    cfg: TrainConfig,
+    rundir: runs.RunDir,
+    logger: loggers.Logger,
+    reporter: Reporter,
+    on_chunk: Callable[[int], None] | None,
+    progress: int,
+    restored: bool,
+) -> tuple[int, list[Evaluation]]:
+    """The chunks from `progress` to the end, each logged, evaluated and checkpointed as it asks, then
+    reported and passed to on_chunk; returns the final progress and this segment's evaluations."""
+    last_ckpt = progress if restored else None
+    evaluations: list[Evaluation] = []
+    last_eval: str | None = None
+    while progress < mode.total:
+        chunk = mode.advance(progress)
+        progress = chunk.progress
+        for seed, row in zip(cfg.seeds, chunk.rows, strict=True) if chunk.rows is not None else ():
+            runs.check_finite(row, progress, last_ckpt)  # before the checkpoint: the last one on disk stays good
+            rundir.log_metrics({"step": progress, "seed": seed, **row})
+            logger.log(progress, row, f"seed{seed}/train")
+        n_eps = cfg.final_eval_episodes if progress >= mode.total else cfg.eval_episodes
+        if chunk.evaluate and n_eps > 0:
+            evals = mode.evaluate(n_eps, progress)
+            evaluations.append(evals)
+            for e in evals:
+                rundir.log_eval(e)
+                logger.log(progress, {k: v for k, v in e.items() if isinstance(v, float)}, f"seed{e['seed']}/eval")
+            last_eval = f"{np.mean([e[mode.headline] for e in evals]):.1f}"
+        if chunk.checkpoint:
+            rundir.save_checkpoint(progress, mode.tree())
+            last_ckpt = progress
+        reporter.advance(progress, chunk.rate, last_eval)
+        if on_chunk is not None:
+            on_chunk(progress)
+    return progress, evaluations
+
+
+def default_out(cfg: TrainConfig) -> Path:
+    """runs/<dataset or env>/<per_type>[-<mode>]-<preset>-<seeds>; offline runs carry no mode tag."""
+    seeds = f"s{cfg.seeds[0]}" + (f"x{len(cfg.seeds)}" if len(cfg.seeds) > 1 else "")
+    where = (cfg.env if cfg.mode == "online" else cfg.dataset) or "env"
+    tags = (cfg.per_type, *([cfg.mode] if cfg.mode != "offline" else []), cfg.preset, seeds)
+    return Path("runs") / where.replace("/", "_") / "-".join(tags)
+
+
+def dataset_record(info: minari_data.DatasetInfo) -> dict[str, Any]:
+    """The dataset facts a run depends on (not where the file is or whether it came from cache)."""
+    keys = (
+        "dataset_id",
+        "env_id",
+        "n_episodes",
+        "n_transitions",
+        "obs_dim",
+        "act_dim",
+        "obs_keys",
+        "reward_shift",
+        "minari_version",
+        "is_local_standin",
+        "ref_min_score",
+        "ref_max_score",
+    )
+    d = info.to_dict()
+    return {k: d[k] for k in keys}
+
+
+def make_learner(cfg: TrainConfig, obs_dim: int, act_dim: int) -> Learner:
+    return Learner(D.get(cfg.per_type), cfg.divergence, cfg.replay, cfg.learner, obs_dim, act_dim)
+
+
+def evaluate_seeds(
+    learner: Learner, state: LearnerState, info: minari_data.DatasetInfo, cfg: TrainConfig, n_episodes: int, step: int
+) -> Evaluation:
+    """One evaluation per seed in the dataset's eval env, deterministic actions.
+
+    The eval env is minari's eval_env_spec (fixed start and goal, the goal does not end the episode),
+    which yields both labeled scores from one rollout: success at any step gives the D4RL-style score
+    (100 × success rate), the return gives minari's normalized score.
+    """
+    return evaluate_policies(
+        learner,
+        state,
+        cfg.seeds,
+        lambda: minari_data.recover_eval_env(info),
+        evaluation.dict_obs_fn(info.obs_keys) if info.obs_keys else None,
+        n_episodes,
+        step,
+        ref=info.reference_scores,
+    )
+
+
+def evaluate_policies(
+    learner: Learner,
+    state: LearnerState,
+    seeds: tuple[int, ...],
+    make_env: Callable[[], Any],
+    obs_fn: Callable[[Any], np.ndarray] | None,
+    n_episodes: int,
+    step: int,
+    ref: tuple[float | None, float | None] = (None, None),
+    to_env_action: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Evaluation:
+    """Each seed's deterministic policy for n_episodes in make_env(); one record per seed."""
+    act = jax.jit(learner.act)
+    scale = to_env_action or (lambda a: a)
+    out = []
+    for i, seed in enumerate(seeds):
+        params = jax.tree_util.tree_map(lambda x, i=i: x[i], state.actor.params)
+
+        def policy(obs: np.ndarray, params=params) -> np.ndarray:
+            return scale(np.asarray(act(params, obs)))
+
+        result = evaluation.evaluate(
+            make_env,
+            policy,
+            n_episodes=n_episodes,
+            # distinct, reproducible start states per (seed, step)
+            seed=int(np.random.SeedSequence([seed, step]).generate_state(1)[0]),
+            n_envs=min(10, n_episodes),
+            obs_fn=obs_fn,
+        )
+        rec = result.to_dict(*ref, per_episode=False)
+        rec["eval_seed"] = rec.pop("seed")
+        out.append({"step": step, "seed": seed, **rec})
+    return out
+
+
+def summarize_evals(evals: Evaluation) -> dict[str, Any]:
+    """Mean over seeds of the final evaluation, plus the per-seed records."""
+    keys = ("mean_return", "success_rate", "d4rl_score", "normalized_score_x100")
+    out: dict[str, Any] = {}
+    for k in keys:
+        vals = [e[k] for e in evals if k in e]
+        if vals:
+            out[k] = float(np.mean(vals))
+    out["per_seed"] = evals
+    return out
+
+
+def evals_by_step(records: list[dict[str, Any]]) -> list[Evaluation]:
+    """eval.jsonl's records grouped into evaluations, oldest first."""
+    by_step: dict[int, Evaluation] = {}
+    for r in records:
+        if "seed" in r:
+            by_step.setdefault(int(r["step"]), []).append(r)
+    return [by_step[s] for s in sorted(by_step)]
