@@ -3,8 +3,8 @@
     python benchmarks/online_throughput.py [--env Hopper-v5] [--steps 3000] [--per-type KL]
 
 (a) updates alone: the online learner's fused program (insert 10 transitions + 10 SAC+ROER updates,
-    the same program train_online calls) on a filled buffer, timed after compilation;
-(b) the whole online loop through `train_online` at UTD 1 (host env stepping, exploration actions,
+    the same program the training loop calls) on a filled buffer, timed after compilation;
+(b) the whole online loop through `fdivrl.training.loop.train` at UTD 1 (host env stepping, exploration actions,
     transfers, logging), timed as the difference of two runs of different lengths so compilation and
     setup cancel out.
 The last line is one JSON object: env_steps_per_s, updates_per_s (loop), updates_per_s_alone,
@@ -26,7 +26,8 @@ import numpy as np
 from fdivrl import config as C
 from fdivrl.core import divergences as D
 from fdivrl.learning.learner import Batch, Learner
-from fdivrl.training.online import SeedEnvs, gym_env_info, train_online
+from fdivrl.training.loop import train
+from fdivrl.training.online import SeedEnvs, gym_env_info
 
 
 def online_config(env: str, per_type: str, steps: int) -> C.TrainConfig:
@@ -71,7 +72,7 @@ def updates_alone(cfg: C.TrainConfig, n_calls: int) -> float:
 def loop_seconds(cfg: C.TrainConfig) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        train_online(cfg, Path(tmp) / "run")
+        train(cfg, Path(tmp) / "run")
         return time.perf_counter() - t0
 
 

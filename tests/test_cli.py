@@ -10,6 +10,7 @@ import pytest
 
 from fdivrl import __version__
 from fdivrl.cli.app import main
+from fdivrl.errors import ConfigError
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -117,3 +118,30 @@ def test_installed_entry_point_prints_no_traceback():
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "unknown per_type 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_python_api_builds_what_the_command_line_builds():
+    import fdivrl
+    from fdivrl import config as C
+    from fdivrl.cli.train import train_config_builder
+
+    cfg = fdivrl.make_config("js-exact", dataset="D4RL/antmaze/umaze-v1", steps=1000, seeds=2, priority_mode="SAMPLE")
+    options = {"config": None, "seed": None, "seeds": 2, "per_type": "js-exact", "mode": None}
+    options |= {"dataset": "D4RL/antmaze/umaze-v1", "env": None, "preset": None}
+    options |= {o.key: None for o in C.TRAIN_OPTIONS} | {"steps": 1000, "priority_mode": "SAMPLE"}
+    build, needs_default_dataset = train_config_builder(options)
+    assert not needs_default_dataset and build(None) == cfg
+    assert (cfg.per_type, cfg.seeds, cfg.steps, cfg.replay.mode, cfg.divergence.beta) == (
+        "JS-exact",
+        (0, 1),
+        1000,
+        "sample",
+        6.0,
+    )
+    with pytest.raises(TypeError, match="unknown options"):
+        fdivrl.make_config("KL", hidden=(8,))
+    with pytest.raises(ConfigError, match="--utd applies to --mode online and finetune"):
+        fdivrl.make_config("KL", utd=2)
+    assert callable(fdivrl.train) and callable(fdivrl.bench) and callable(fdivrl.compare)
+    with pytest.raises(AttributeError):
+        fdivrl.no_such_thing  # noqa: B018

@@ -15,7 +15,7 @@ from fdivrl.data import datasets as minari_data
 from fdivrl.data.antmaze import walker
 from fdivrl.data.antmaze import walker_training as W
 from fdivrl.learning.networks import Actor
-from fdivrl.training.online import train_online
+from fdivrl.training.loop import train
 
 
 def cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -33,7 +33,7 @@ def test_walker_is_an_online_run_and_exports_its_actor(tmp_path):
         learner={"batch_size": 8},
     )
     assert cfg.env == walker.ENV_ID and cfg.per_type == "uniform" and cfg.learner.grad_penalty == 0.0
-    summary = train_online(cfg, tmp_path / "run")
+    summary = train(cfg, tmp_path / "run")
     assert summary["status"] == "finished" and summary["env"] == walker.ENV_ID
     path = W.export(tmp_path / "run", tmp_path / "walker.npz", {"command": "test", "seed": 0}, measure_episodes=1)
     policy = walker.load_walker(path)
@@ -110,7 +110,7 @@ def test_train_default_generates_the_umaze_standin_on_first_use(first_use, tmp_p
 
 def test_train_default_waits_for_another_process_generating_it(first_use, tmp_path, monkeypatch, capsys):
     """A second `fdivrl train` on a fresh machine waits for the first one's stand-in and trains on it."""
-    from fdivrl.cli import app as cli_module
+    from fdivrl.cli import data as cli_module
     from fdivrl.data.antmaze import generator as antmaze_gen
     from fdivrl.runs.lock import RunLock
 

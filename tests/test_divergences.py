@@ -142,6 +142,10 @@ def test_kl_is_roer_exactly():
     assert float(jnp.mean(D.KL.loss_normalizer(z, CFG))) == pytest.approx(np.mean(np.maximum(1, np.exp(zc))), rel=1e-6)
     np.testing.assert_allclose(D.KL.policy_weight(z, CFG), np.minimum(np.exp(zn), 100.0), rtol=1e-6)
     assert D.KL.lower_clip(CFG) == 1.0
+    # ROER's lower clip 1 for every weight unbounded above; the bounded sigmoid keeps 0
+    assert {d.name: d.lower_clip(CFG) for d in CLOSED} == {
+        d.name: (0.0 if d.name == "sigmoid" else 1.0) for d in CLOSED
+    }
 
 
 def _seed_priority(td_error, temp, max_clip=50.0, js_min=0.5, js_max=2.0):

@@ -10,10 +10,11 @@ import pytest
 
 from fdivrl import config as C
 from fdivrl.cli.app import main
+from fdivrl.cli.train import load_train_config
 from fdivrl.errors import TrainingDiverged
 from fdivrl.runs.checkpoint import latest_checkpoint, list_checkpoints
 from fdivrl.runs.io import read_jsonl
-from fdivrl.training.offline import train_offline
+from fdivrl.training.loop import train
 
 
 def cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -66,6 +67,21 @@ def test_cli_train_writes_a_complete_run_directory(tiny_dataset_id, tmp_path, ca
     assert code != 0 and len(err.strip().splitlines()) == 1 and "--resume" in err
     assert (out / "metrics.jsonl").read_bytes() == before
 
+    # --config repeats the run from its config.json: the same config and, on this machine, the same numbers
+    again = tmp_path / "again"
+    code, _, err = cli(["train", "--config", str(out), "--out", str(again), "--quiet"], capsys)
+    assert code == 0, err
+    assert json.loads((again / "config.json").read_text())["config"] == config["config"]
+    numbers = [{k: v for k, v in m.items() if "per_s" not in k} for m in metrics]
+    assert [{k: v for k, v in m.items() if "per_s" not in k} for m in read_jsonl(again / "metrics.jsonl")] == numbers
+    assert read_jsonl(again / "eval.jsonl") == evals
+    # options still override it; what its preset derived from per_type and data cannot be changed
+    code, _, err = cli(["train", "--config", str(out / "config.json"), "--per-type", "JS", "--out", str(again)], capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "--per-type would change" in err
+    cfg = load_train_config(out)
+    assert (cfg.per_type, cfg.seeds, cfg.steps, cfg.learner.hidden) == ("KL", (0, 1), 200, (256, 256))
+    assert C.apply_options(cfg, {"steps": 300, "beta": 3.0}).divergence.beta == 3.0
+
 
 def test_cli_sample_mode_with_seed_js(tiny_dataset_id, tmp_path, capsys):
     out = tmp_path / "js"
@@ -94,7 +110,7 @@ def test_missing_dataset_says_where_to_get_it(tiny_dataset_id, capsys):
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_dataset_id, tmp_path):
     cfg = small_config(tiny_dataset_id)
-    train_offline(cfg, tmp_path / "straight")
+    train(cfg, tmp_path / "straight")
 
     class Interrupt(Exception):
         pass
@@ -104,9 +120,9 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_dataset_id, 
             raise Interrupt  # like Ctrl-C after step 300 was logged, last checkpoint at 200
 
     with pytest.raises(Interrupt):
-        train_offline(cfg, tmp_path / "resumed", on_chunk=stop_at_300)
+        train(cfg, tmp_path / "resumed", on_chunk=stop_at_300)
     assert read_jsonl(tmp_path / "resumed" / "metrics.jsonl")[-1]["step"] == 300
-    summary = train_offline(cfg, tmp_path / "resumed", resume=True)
+    summary = train(cfg, tmp_path / "resumed", resume=True)
     assert summary["steps"] == 400
 
     for name in ("metrics.jsonl", "eval.jsonl"):
@@ -126,7 +142,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_dataset_id, 
 def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_dataset_id, tmp_path):
     cfg = small_config(tiny_dataset_id, steps=2000, critic_lr=1e30, value_lr=1e30, actor_lr=1e30)
     with pytest.raises(TrainingDiverged, match="diverged at step") as info:
-        train_offline(cfg, tmp_path / "nan")
+        train(cfg, tmp_path / "nan")
     step = int(str(info.value).split("diverged at step ")[1].split(":")[0])
     saved = [s for s, _ in list_checkpoints(tmp_path / "nan" / "checkpoints")]
     assert all(s < step for s in saved)

@@ -19,7 +19,8 @@ from fdivrl.errors import ConfigError
 from fdivrl.learning.learner import Batch, Learner, LearnerConfig, to_batch
 from fdivrl.learning.replay import ReplayConfig
 from fdivrl.runs.io import read_jsonl
-from fdivrl.training.online import _score, env_info, gym_env_info, prefill, train_online
+from fdivrl.training.loop import train
+from fdivrl.training.online import _score, env_info, gym_env_info, prefill
 
 
 def cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -186,7 +187,7 @@ def test_finetune_prefills_pretrains_and_goes_online(tiny_dataset_id, tmp_path):
     )
     assert C.preset_config("quick", tiny_dataset_id, "KL", mode="finetune").online.start_steps == 10_000  # ROER
     assert cfg.reward_shift == -1.0
-    summary = train_online(cfg, tmp_path / "ft")
+    summary = train(cfg, tmp_path / "ft")
     assert summary["status"] == "finished" and summary["pretrain_steps"] == 30 and summary["steps"] == 40
     assert {"d4rl_score", "normalized_score_x100"} <= set(summary["final_eval"])
     metrics = read_jsonl(tmp_path / "ft" / "metrics.jsonl")

@@ -264,7 +264,7 @@ def test_online_updates_beyond_the_step_counter_are_refused(tmp_path):
 
 
 def test_generating_the_default_dataset_says_how_long_first(tmp_path, monkeypatch):
-    from fdivrl.cli import app as cli_module
+    from fdivrl.cli import data as cli_module
     from fdivrl.data.antmaze import walker
     from fdivrl.errors import FdivrlError
 

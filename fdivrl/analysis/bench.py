@@ -232,18 +232,6 @@ class GroupResult:
         }
 
 
-TrainFn = Callable[..., dict[str, Any]]
-
-
-def trainer(mode: str) -> TrainFn:
-    """train_offline for offline sweeps, train_online for online and finetune ones."""
-    if mode == "offline":
-        from fdivrl.training.offline import train_offline
-
-        return train_offline
-    from fdivrl.training.online import train_online
-
-    return train_online
 
 
 def is_done(group: Group) -> bool:
@@ -270,7 +258,9 @@ def run_group(group: Group, reporter: Any = None) -> GroupResult:
         log.write(f"{when} pid {os.getpid()}: {group.per_type} on {group.target.source} -> {group.out}\n")
         log.flush()
         try:
-            trainer(group.config.mode)(group.config, group.out, resume=True, reporter=reporter)
+            from fdivrl.training.loop import train
+
+            train(group.config, group.out, resume=True, reporter=reporter)
         except RunLocked as exc:
             log.write(f"busy: {exc}\n")
             return GroupResult(group, "busy", _one_line(exc), time.perf_counter() - t0)
@@ -556,7 +546,6 @@ def prepare(
         mode = spec.modes[0]
     if mode not in spec.modes:
         raise ConfigError(f"--mode {mode!r} is not valid; choose one of: {', '.join(spec.modes)}")
-    trainer(mode)  # a mode without its training pipeline fails here, in one line
     C.with_overrides(C.TrainConfig(), top={k: overrides.get(k) for k in TRAIN_OVERRIDES})  # counts, before data
     targets, missing = resolve_targets(spec, mode, list(dict.fromkeys(datasets)))
     check_targets(targets, missing)

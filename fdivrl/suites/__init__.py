@@ -11,6 +11,8 @@ from typing import Any
 from fdivrl.errors import ConfigError
 
 DIR = Path(__file__).resolve().parent
+NAMES = tuple(sorted(p.stem for p in DIR.glob("*.json") if p.stem != "reference_scores"))
+"""The benchmark suites (antmaze, mujoco)."""
 
 
 @functools.cache

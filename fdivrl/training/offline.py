@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -91,16 +90,3 @@ class OfflineMode:
 
     def close(self) -> None:
         pass
-
-
-def train_offline(
-    cfg: TrainConfig,
-    out: Path,
-    resume: bool = False,
-    reporter: loop.Reporter | None = None,
-    on_chunk: Callable[[int], None] | None = None,
-    log: str = "none",
-) -> dict[str, Any]:
-    """`loop.train` for an offline config (bench and tests call it by this name)."""
-    cfg.validate()
-    return loop.run(OfflineMode(cfg), cfg, out, resume, reporter, on_chunk, log)

@@ -18,7 +18,6 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -224,7 +223,7 @@ class OnlineMode:
         elif cfg.mode == "online":
             self.env = gym_env_info(cfg.env, cfg.obs_keys)
         else:
-            raise ConfigError(f"train_online runs --mode online or finetune, not {cfg.mode!r}")
+            raise ConfigError(f"OnlineMode runs --mode online or finetune, not {cfg.mode!r}")
         self.n_data = self.info.n_transitions if self.info is not None else 0
         self.learner = learner = loop.make_learner(cfg, self.env.obs_dim, self.env.act_dim)
         self.record = {**cfg.to_dict(), "env_id": self.env.env_id}
@@ -378,19 +377,6 @@ class OnlineMode:
     def close(self) -> None:
         if self.envs is not None:
             self.envs.close()
-
-
-def train_online(
-    cfg: TrainConfig,
-    out: Path,
-    resume: bool = False,
-    reporter: loop.Reporter | None = None,
-    on_chunk: Callable[[int], None] | None = None,
-    log: str = "none",
-) -> dict[str, Any]:
-    """`loop.train` for an online or finetune config (bench, the walker and tests call it by this name)."""
-    cfg.validate()
-    return loop.run(OnlineMode(cfg), cfg, out, resume, reporter, on_chunk, log)
 
 
 def _train_rows(
