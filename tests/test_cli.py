@@ -55,8 +55,8 @@ def test_version(capsys):
     ("argv", "needle"),
     [
         (["train", "--per-type", "wasserstein"], "unknown per_type 'wasserstein'; choose one of: uniform, PER, KL"),
-        (["train", "--beta", "-1"], "--beta must be > 0"),
-        (["train", "--max-clip", "0"], "--max-clip must be > 0"),
+        (["train", "--beta", "-1"], "beta must be > 0"),
+        (["train", "--max-clip", "0"], "max_clip must be > 0"),
         (["train", "--js-min-weight", "3"], "js_min_weight (3.0) must be < js_max_weight"),
         (["train", "--mode", "sideways"], "--mode 'sideways' is not valid; choose one of: offline, online, finetune"),
         (["train", "--seeds", "0"], "--seeds must be >= 1"),

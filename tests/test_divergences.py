@@ -261,7 +261,7 @@ def test_registry_is_case_insensitive_and_names_the_choices():
     [
         ({"beta": 0.0}, "beta must be > 0"),
         ({"beta": float("nan")}, "beta must be a finite"),
-        ({"max_clip": -1.0}, "--max-clip must be > 0"),
+        ({"max_clip": -1.0}, "max_clip must be > 0"),
         ({"js_min_weight": 2.0, "js_max_weight": 1.0}, "js_min_weight"),
         ({"lower_clip": 100.0}, "lower_clip"),
         ({"min_clip": 60.0}, "min_clip"),

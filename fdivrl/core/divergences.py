@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from fdivrl import checks
 from fdivrl.errors import ConfigError, UnknownPerType
 
 Array = Any  # a jax or numpy array
@@ -86,14 +85,14 @@ class DivergenceConfig:
         finite = {k: v for k, v in vars(self).items() if v is not None}
         for key, value in finite.items():
             if not math.isfinite(value):
-                raise ConfigError(f"{checks.flag(key)} must be a finite number, got {value}")
+                raise ConfigError(f"{key} must be a finite number, got {value}")
         positive = ("beta", "max_clip", "gumbel_max_clip", "policy_max_weight")
         for key in positive:
             if getattr(self, key) <= 0:
-                raise ConfigError(f"{checks.flag(key)} must be > 0, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
         for key in ("min_clip", "js_min_weight", "per_alpha"):
             if getattr(self, key) < 0:
-                raise ConfigError(f"{checks.flag(key)} must be >= 0, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.js_min_weight >= self.js_max_weight:
             raise ConfigError(f"js_min_weight ({self.js_min_weight}) must be < js_max_weight ({self.js_max_weight})")
         if self.lower_clip is not None and not 0 <= self.lower_clip <= self.max_clip:

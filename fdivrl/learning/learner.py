@@ -80,7 +80,7 @@ class LearnerConfig:
             raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
         for key in ("actor_lr", "critic_lr", "value_lr", "huber_delta", "awr_temperature", "init_temperature"):
             if not getattr(self, key) > 0:
-                raise ConfigError(f"{checks.flag(key)} must be > 0, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
         if not 0 <= self.discount < 1:
             raise ConfigError(f"discount must lie in [0, 1), got {self.discount}")
         if not 0 < self.tau <= 1:

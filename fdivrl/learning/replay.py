@@ -82,9 +82,9 @@ class ReplayConfig:
         for key in numbers:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ConfigError(f"{checks.flag(key)} must be a finite number, got {value!r}")
+                raise ConfigError(f"{key} must be a finite number, got {value!r}")
             if value < 0:
-                raise ConfigError(f"{checks.flag(key)} must be >= 0, got {value}")
+                raise ConfigError(f"{key} must be >= 0, got {value}")
         if not 0 < self.ema <= 1:
             raise ConfigError(f"--ema must lie in (0, 1], got {self.ema}")
         if self.max_clip <= 0:
