@@ -178,5 +178,9 @@ def test_default_out_names_dataset_per_type_and_seeds():
     per = C.preset_config("roer", C.DEFAULT_DATASET, "PER")
     assert per.replay.min_clip == 0.0 and per.replay.scheme == "direct"  # ROER's code: no floor, no EMA
     chi2 = C.preset_config("quick", "D4RL/antmaze/medium-play-v1", "chi2")
-    assert chi2.divergence.min_clip == chi2.replay.min_clip == 0.0 and chi2.divergence.beta == 0.8
+    assert chi2.divergence.min_clip == chi2.replay.min_clip == 1.0 and chi2.divergence.beta == 0.8  # κ = 0: β kept
+    sigmoid = C.preset_config("quick", "D4RL/antmaze/medium-play-v1", "sigmoid")
+    assert sigmoid.divergence.min_clip == sigmoid.replay.lower_clip == 0.0  # bounded weights keep 0
+    exact = C.preset_config("quick", "D4RL/antmaze/medium-play-v1", "JS-exact")
+    assert exact.divergence.beta == 3 * 0.8 and exact.replay.lower_clip == 1.0  # beta_scale 3, unbounded
     assert cfg.reward_shift == -1.0
