@@ -232,8 +232,6 @@ class GroupResult:
         }
 
 
-
-
 def is_done(group: Group) -> bool:
     """Finished, with the config this sweep would use (so a changed option is never silently skipped)."""
     if not runs.is_finished(group.out):
