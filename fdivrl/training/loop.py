@@ -118,19 +118,7 @@ def train(
         from fdivrl.training.offline import OfflineMode as make_mode
     else:
         from fdivrl.training.online import OnlineMode as make_mode
-    return run(make_mode(cfg), cfg, out, resume, reporter, on_chunk, log)
-
-
-def run(
-    mode: Mode,
-    cfg: TrainConfig,
-    out: Path,
-    resume: bool = False,
-    reporter: Reporter | None = None,
-    on_chunk: Callable[[int], None] | None = None,
-    log: str = "none",
-) -> dict[str, Any]:
-    """Train `mode` to `mode.total` in the run directory `out`; returns (and writes) summary.json."""
+    mode: Mode = make_mode(cfg)
     reporter = reporter or Reporter()
     with runs.RunDir.create(
         out, mode.record, resume=resume, allowed_changes=RESUMABLE_CHANGES, seeds={"seeds": list(cfg.seeds)}

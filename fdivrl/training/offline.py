@@ -1,6 +1,6 @@
 """`fdivrl train --mode offline`: dataset → fused, seed-vmapped learner → run directory.
 
-The host only moves chunks of K fused gradient steps along; `loop.run` evaluates (in the dataset's
+The host only moves chunks of K fused gradient steps along; `loop.train` evaluates (in the dataset's
 own eval env, see `loop.evaluate_seeds`), logs and checkpoints.
 """
 
