@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdivrl.core import divergences as D
-from fdivrl.learning.learner import Batch, Learner, LearnerConfig
-from fdivrl.learning.replay import ReplayConfig
+from fdivrl import config as C
+from fdivrl.learning.learner import Batch, Learner
+from fdivrl.training import loop
 
 
 def synthetic_data(n: int, obs_dim: int = 31, act_dim: int = 8, seed: int = 0) -> Batch:
@@ -36,10 +36,10 @@ def synthetic_data(n: int, obs_dim: int = 31, act_dim: int = 8, seed: int = 0) -
 
 
 def make_learner(per_type: str, mode: str, layer_norm: tuple[str, ...] = ("value",)) -> Learner:
-    div = D.get(per_type)
-    dcfg = D.DivergenceConfig(beta=2.0)
-    rcfg = ReplayConfig(mode=mode, prioritized=div.prioritized, lower_clip=div.lower_clip(dcfg))
-    return Learner(div, dcfg, rcfg, LearnerConfig(layer_norm=layer_norm), obs_dim=31, act_dim=8)
+    """The learner the umaze quick preset trains (its clips derived by the config, as in a run)."""
+    cfg = C.preset_config("quick", "D4RL/antmaze/umaze-v1", per_type)
+    cfg = C.with_overrides(cfg, replay={"mode": mode}, learner={"layer_norm": layer_norm})
+    return loop.make_learner(cfg, obs_dim=31, act_dim=8)
 
 
 def steps_per_s(learner: Learner, data: Batch, seeds: list[int], chunk: int, repeats: int) -> float:

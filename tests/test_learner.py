@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fdivrl import config as C
 from fdivrl.core import divergences as D
 from fdivrl.learning.learner import Batch, Learner, LearnerConfig
-from fdivrl.learning.replay import ReplayConfig
 
 SMALL = LearnerConfig(hidden=(32, 32), batch_size=64, total_steps=1000)
 
@@ -26,10 +26,9 @@ def random_data(n: int = 512, obs_dim: int = 5, act_dim: int = 2, seed: int = 0)
 
 
 def make(per_type: str, mode: str = "weight", cfg: LearnerConfig = SMALL, obs_dim=5, act_dim=2, **div_kw) -> Learner:
-    div = D.get(per_type)
-    dcfg = D.DivergenceConfig(**div_kw)
-    rcfg = ReplayConfig(mode=mode, prioritized=div.prioritized, lower_clip=div.lower_clip(dcfg), max_clip=dcfg.max_clip)
-    return Learner(div, dcfg, rcfg, cfg, obs_dim=obs_dim, act_dim=act_dim)
+    # through the config, which derives the replay's clips from the divergence's as a run does
+    run = C.with_overrides(C.TrainConfig(per_type=per_type), divergence=div_kw, replay={"mode": mode})
+    return Learner(D.get(per_type), run.divergence, run.replay, cfg, obs_dim=obs_dim, act_dim=act_dim)
 
 
 def leaves_differ(a, b) -> bool:
