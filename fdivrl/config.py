@@ -168,15 +168,9 @@ class TrainConfig:
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
         """The config a run directory's config.json holds (its extra records, such as `data`, ignored)."""
         try:
-            sections = {
-                "divergence": D.DivergenceConfig,
-                "replay": ReplayConfig,
-                "learner": LearnerConfig,
-                "online": OnlineConfig,
-            }
             kwargs = {f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw}
-            for name, section in sections.items():
-                if name in kwargs:
+            for name, section in SECTIONS.items():
+                if name != "top" and name in kwargs:
                     kwargs[name] = _tuples(section(**kwargs[name]))
             return _tuples(cls(**kwargs)).validate()
         except (TypeError, KeyError, AttributeError) as exc:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fdivrl import checks, suites
 from fdivrl import config as C
-from fdivrl import suites
 from fdivrl.analysis import activity, results, stats
 from fdivrl.core import divergences as D
 from fdivrl.data import datasets as minari_data
@@ -540,8 +540,7 @@ def prepare(
     """Resolve a sweep before anything runs (every config validated, data found): the suite, the
     mode, its groups and one message per dataset left out."""
     spec = select_tasks(load_suite(suite), list(tasks))
-    if mode is None:
-        mode = spec.modes[0]
+    mode = spec.modes[0] if mode is None else checks.canonical(mode, spec.modes)
     if mode not in spec.modes:
         raise ConfigError(f"--mode {mode!r} is not valid; choose one of: {', '.join(spec.modes)}")
     C.with_overrides(C.TrainConfig(), top={k: overrides.get(k) for k in TRAIN_OVERRIDES})  # counts, before data

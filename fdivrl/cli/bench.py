@@ -84,8 +84,6 @@ def bench(
     backend = choice("--backend", backend, ("local", "ray"))
     if cpus_per_task <= 0:
         raise ConfigError(f"--cpus-per-task must be > 0, got {cpus_per_task}")
-    if mode is not None:
-        mode = choice("--mode", mode, B.load_suite(suite).modes)
     usable_dir("--results", results)
     spec, mode, groups, missing = B.prepare(
         suite,

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from fdivrl import checks
 from fdivrl import config as C
+from fdivrl.api import make_config
 from fdivrl.cli.common import (
     PER_TYPES_HELP,
     RichReporter,
@@ -146,10 +147,8 @@ def train_config_builder(options: dict[str, Any]) -> tuple[Callable[[str | None]
     seed_ids = tuple(seed_list(0 if seed is None else seed, 1 if seeds is None else seeds))
 
     def build(dataset_id: str | None) -> C.TrainConfig:
-        cfg = C.preset_config(preset, dataset_id, per_type, mode=mode, env=selection["env"])
-        # a dataset given online, or an env offline, reaches validate() and is refused there
-        top = {"mode": mode, "seeds": seed_ids, "dataset": dataset_id, "env": selection["env"]}
-        return C.apply_options(C.with_overrides(cfg, top=top), options)
+        # the Python API's builder; a dataset given online, or an env offline, is refused by validate()
+        return make_config(per_type, dataset_id, mode, selection["env"], preset, seeds=seed_ids, **options)
 
     dataset = selection["dataset"]
     return (lambda _: build(dataset)) if mode == "online" or dataset else build, not (mode == "online" or dataset)
