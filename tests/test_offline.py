@@ -34,14 +34,14 @@ def small_config(dataset: str, steps: int = 400, **learner) -> C.TrainConfig:
 
 def test_cli_train_writes_a_complete_run_directory(tiny_dataset_id, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["train", "--dataset", tiny_dataset_id, "--per-type", "kl", "--steps", "200", "--chunk", "100"]
-    argv += ["--eval-every", "100", "--eval-episodes", "1", "--seed", "0", "--seeds", "2", "--out", str(out)]
+    argv = ["train", "--dataset", tiny_dataset_id, "--per-type", "kl", "--steps", "20", "--chunk", "10"]
+    argv += ["--eval-every", "10", "--eval-episodes", "1", "--seed", "0", "--seeds", "2", "--out", str(out)]
     code, stdout, err = cli([*argv, "--json", "--quiet"], capsys)
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary == json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished"
-    assert summary["per_type"] == "KL" and summary["steps"] == 200 and summary["seeds"] == [0, 1]
+    assert summary["per_type"] == "KL" and summary["steps"] == 20 and summary["seeds"] == [0, 1]
     final = summary["final_eval"]
     assert {"d4rl_score", "success_rate", "mean_return", "normalized_score_x100"} <= set(final)
     assert [e["seed"] for e in final["per_seed"]] == [0, 1]
@@ -53,13 +53,13 @@ def test_cli_train_writes_a_complete_run_directory(tiny_dataset_id, tmp_path, ca
     assert config["config"]["replay"]["lower_clip"] == 1.0  # KL's default, recorded
 
     metrics = read_jsonl(out / "metrics.jsonl")
-    assert [(m["step"], m["seed"]) for m in metrics] == [(100, 0), (100, 1), (200, 0), (200, 1)]
+    assert [(m["step"], m["seed"]) for m in metrics] == [(10, 0), (10, 1), (20, 0), (20, 1)]
     for key in ("critic_loss", "value_loss", "actor_loss", "q_mean", "v_mean", "priority_weight_mean"):
         assert all(np.isfinite(m[key]) for m in metrics), key
     assert all(0 < m["priority_ess_frac"] <= 1 for m in metrics)
     evals = read_jsonl(out / "eval.jsonl")
-    assert [(e["step"], e["seed"]) for e in evals] == [(100, 0), (100, 1), (200, 0), (200, 1)]
-    assert list_checkpoints(out / "checkpoints")[-1][0] == 200
+    assert [(e["step"], e["seed"]) for e in evals] == [(10, 0), (10, 1), (20, 0), (20, 1)]
+    assert list_checkpoints(out / "checkpoints")[-1][0] == 20
 
     # the same directory again without --resume: refused in one line, nothing lost
     before = (out / "metrics.jsonl").read_bytes()
@@ -79,7 +79,7 @@ def test_cli_train_writes_a_complete_run_directory(tiny_dataset_id, tmp_path, ca
     code, _, err = cli(["train", "--config", str(out / "config.json"), "--per-type", "JS", "--out", str(again)], capsys)
     assert code != 0 and len(err.strip().splitlines()) == 1 and "--per-type would change" in err
     cfg = load_train_config(out)
-    assert (cfg.per_type, cfg.seeds, cfg.steps, cfg.learner.hidden) == ("KL", (0, 1), 200, (256, 256))
+    assert (cfg.per_type, cfg.seeds, cfg.steps, cfg.learner.hidden) == ("KL", (0, 1), 20, (256, 256))
     assert C.apply_options(cfg, {"steps": 300, "beta": 3.0}).divergence.beta == 3.0
 
 
