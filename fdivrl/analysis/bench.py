@@ -541,8 +541,7 @@ def prepare(
     mode, its groups and one message per dataset left out."""
     spec = select_tasks(load_suite(suite), list(tasks))
     mode = spec.modes[0] if mode is None else checks.canonical(mode, spec.modes)
-    if mode not in spec.modes:
-        raise ConfigError(f"--mode {mode!r} is not valid; choose one of: {', '.join(spec.modes)}")
+    checks.choice("mode", mode, spec.modes)
     C.with_overrides(C.TrainConfig(), top={k: overrides.get(k) for k in TRAIN_OVERRIDES})  # counts, before data
     targets, missing = resolve_targets(spec, mode, list(dict.fromkeys(datasets)))
     check_targets(targets, missing)
