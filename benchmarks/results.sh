@@ -8,6 +8,7 @@
 #
 #   bash benchmarks/results.sh            # everything (hours on a 2-core CPU)
 #   PART=antmaze bash benchmarks/results.sh   # or PART=hopper, PART=page (tables and page only)
+#   TASKS="umaze" PART=antmaze bash benchmarks/results.sh   # a subset of the AntMaze stand-ins
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FDIVRL=${FDIVRL:-.venv/bin/fdivrl}
@@ -16,7 +17,8 @@ RUNS=${RUNS:-benchmarks/results/runs}
 OUT=benchmarks/results
 SEEDS=${SEEDS:-3}
 PART=${PART:-all}
-TASKS=(umaze umaze-diverse medium-play)
+DEFAULT_TASKS=(umaze umaze-diverse medium-play)
+read -r -a TASKS <<< "${TASKS:-${DEFAULT_TASKS[*]}}"
 OFFLINE_TYPES=KL,uniform,JS-exact,sigmoid,PER,JS
 ONLINE_TYPES=KL,uniform,JS-exact,sigmoid
 start=$(date +%s)

@@ -347,6 +347,8 @@ def test_priority_activity_marks_a_per_type_whose_weights_stayed_uniform(tmp_pat
     activity_rows = {r[1]: r for r in K.activity_rows(c)[1]}
     assert activity_rows["JS"][2:5] == ["inactive", "0.999", "100%"]
     assert activity_rows["KL"][2:4] == ["active", "0.9"]
+    pairs = [r[0] for r in K.improvement_rows(c)[1]]
+    assert pairs == ["KL > JS (inactive)", "JS (inactive) > KL"]
     files = K.write_files(c, tmp_path / "out", reps=200)
     md = next(f for f in files if f.name == "stats.md").read_text()
     assert "inactive" in md and "ESS fraction" in md

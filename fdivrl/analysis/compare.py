@@ -296,9 +296,16 @@ def activity_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
 
 
 def improvement_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    """P(X > Y) per task; a per_type inactive on any task is labelled so in the pair's name, since its
+    row compares that learner under uniform replay, not its priorities."""
+    inactive = {p for p in c.per_types for t in c.scores if activity_status(c, t, p).startswith("inactive")}
+
+    def label(pair: str) -> str:
+        return " > ".join(f"{p} (inactive)" if p in inactive else p for p in pair.split(" > "))
+
     tasks = list(dict.fromkeys(t for by in c.improvement.values() for t in by))
     return ["P(X > Y)", *tasks], [
-        [pair, *(fmt(by[t]) if t in by else "–" for t in tasks)] for pair, by in c.improvement.items()
+        [label(pair), *(fmt(by[t]) if t in by else "–" for t in tasks)] for pair, by in c.improvement.items()
     ]
 
 
@@ -327,7 +334,8 @@ def write_files(c: Comparison, out: Path, reps: int = 2_000) -> list[Path]:
     md = f"# {' vs '.join(c.per_types)}: {c.metric}, {score_description(c)}\n\n"
     md += f"Scores: --score {c.score} (the runs table says which score each run contributed). "
     md += "95% CIs: stratified bootstrap, percentile method; none from a single run per task (n = 1). "
-    md += f"Priorities {activity.RULE}; an inactive per_type trained with uniform replay and is not ranked as itself.\n"
+    md += f"Priorities {activity.RULE}; an inactive per_type trained with uniform replay, so its rows "
+    md += "(marked inactive, and (inactive) in P(X > Y)) say nothing about its priorities.\n"
     for title, (headers, rows) in sections:
         md += f"\n## {title}\n\n" + results.markdown_table(headers, rows)
     if c.notes:
