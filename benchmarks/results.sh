@@ -53,4 +53,5 @@ fi
 if [[ -d $RUNS/mujoco ]]; then
   $FDIVRL compare ${ONLINE_TYPES//,/ } --results "$RUNS/mujoco" --out "$OUT/compare-hopper" --json > /dev/null
 fi
-$PYTHON benchmarks/results_page.py --out "$OUT" --page docs/results.md --seconds $(($(date +%s) - start))
+$PYTHON benchmarks/results_page.py --out "$OUT" --page docs/results.md
+echo "results.sh took $(($(date +%s) - start)) s"

@@ -1,12 +1,12 @@
 """Writes docs/results.md from the tables `fdivrl bench` and `fdivrl compare` wrote to benchmarks/results/.
 
-    python benchmarks/results_page.py [--out benchmarks/results] [--page docs/results.md] [--seconds S]
+    python benchmarks/results_page.py [--out benchmarks/results] [--page docs/results.md]
 
 Every number on the page comes from those files (the bench tables are copied verbatim, the
 statistics are compare's own stats.md); only benchmarks/results/notes.md is written by hand. The
-page names the commits the runs were made from (read from each run's config.json) and the wall
-time of the last regeneration (kept in benchmarks/results/provenance.json). `render` is pure, so a
-test can check that the committed page is exactly what the committed tables give.
+page names the commits the runs were made from (read from each run's config.json) and the runs'
+wall time (each summary.json's `wall_s`), both kept in benchmarks/results/provenance.json. `render`
+is pure, so a test can check that the committed page is exactly what the committed tables give.
 """
 
 from __future__ import annotations
@@ -54,27 +54,44 @@ def _demote(md: str) -> str:
     return "\n".join("#" + line if line.startswith("#") else line for line in md.splitlines()) + "\n"
 
 
-def _commits(stats: dict[str, Any]) -> set[str]:
-    found = set()
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_provenance(stats: dict[str, Any]) -> dict[str, Any]:
+    """The commits and wall time of the runs a compare report used (their config.json and summary.json)."""
+    commits, seconds, untimed = set(), 0.0, 0
     for used in stats.get("used", []):
-        try:
-            record = json.loads((Path(used["path"]) / "config.json").read_text())
-        except (OSError, ValueError, KeyError):
-            continue
-        found.add(str(record.get("versions", {}).get("fdivrl_source")))
-    return found
+        run = Path(used["path"])
+        commits.add(str(_read(run / "config.json").get("versions", {}).get("fdivrl_source")))
+        wall = _read(run / "summary.json").get("wall_s")
+        if wall is None:
+            untimed += 1
+        else:
+            seconds += float(wall)
+    return {"commits": commits, "run_seconds": seconds, "runs_untimed": untimed, "runs": len(stats.get("used", []))}
 
 
 def render(out: Path, page: Path, provenance: dict[str, Any]) -> str:
     """The page's Markdown from the files under `out`; links are relative to the page."""
     rel = Path("..") / out if not out.is_absolute() else out
     commits = ", ".join(f"`{c}`" for c in provenance.get("commits", [])) or "unknown"
-    hours = provenance.get("seconds", 0) / 3600
+    hours = provenance.get("run_seconds", 0) / 3600
+    untimed = provenance.get("runs_untimed", 0)
+    not_counted = (
+        f" ({untimed} of the {provenance.get('runs', '?')} run directories were made before fdivrl recorded"
+        " wall time and are not counted; the notes below give their times)"
+        if untimed
+        else ""
+    )
     parts = [
         "# Results: do f-divergence priorities help, on the data fdivrl can make?\n",
-        f"Made by `bash benchmarks/results.sh` (fdivrl's own `bench` and `compare`) from commit(s) {commits};"
-        f" the runs took {hours:.1f} h of wall time in all (summed over the script's resumed runs) on"
-        f" {provenance.get('machine', '?')}. "
+        f"Made by `bash benchmarks/results.sh` (fdivrl's own `bench` and `compare`) from commit(s) {commits}"
+        f" on {provenance.get('machine', '?')}; the runs took {hours:.1f} h of wall time in all"
+        f" (each run's `wall_s`, resumed segments summed){not_counted}. "
         "Every table below is copied from the files under `benchmarks/results/`, whose JSON keeps each"
         " seed's score and the run directory it came from.\n",
         "## Protocol\n",
@@ -103,19 +120,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--page", type=Path, default=Path("docs/results.md"))
-    parser.add_argument("--seconds", type=float, default=None, help="wall time of the regeneration")
     args = parser.parse_args()
     prov_path = args.out / "provenance.json"
-    provenance = json.loads(prov_path.read_text()) if prov_path.exists() else {}
-    commits: set[str] = set()
+    provenance = _read(prov_path)
+    found = {"commits": set(), "run_seconds": 0.0, "runs_untimed": 0, "runs": 0}
     for _key, _title, _bench, compare in SECTIONS:
         stats = args.out / compare / "stats.json"
         if stats.exists():
-            commits |= _commits(json.loads(stats.read_text()))
-    if commits:
-        provenance["commits"] = sorted(commits)
-    if args.seconds is not None:
-        provenance["seconds"] = provenance.get("seconds", 0) + args.seconds
+            part = run_provenance(json.loads(stats.read_text()))
+            found = {k: found[k] | part[k] if k == "commits" else found[k] + part[k] for k in found}
+    provenance.update(found, commits=sorted(found["commits"]))
+    provenance.pop("seconds", None)  # the script's own time, kept by earlier versions
     import os
     import platform
 

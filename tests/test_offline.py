@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +123,15 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_dataset_id, 
     with pytest.raises(Interrupt):
         train(cfg, tmp_path / "resumed", on_chunk=stop_at_300)
     assert read_jsonl(tmp_path / "resumed" / "metrics.jsonl")[-1]["step"] == 300
+    first = latest_checkpoint(tmp_path / "resumed" / "checkpoints")
+    t0 = time.perf_counter()
     summary = train(cfg, tmp_path / "resumed", resume=True)
+    second = time.perf_counter() - t0
     assert summary["steps"] == 400
+    # the run's wall time: the first segment up to its checkpoint at 200 (setup and compile included,
+    # seconds) plus all of the second; the steps from 200 to the interruption are not counted
+    assert first.step == 200 and first.meta["wall_s"] > 0
+    assert summary["wall_s"] == pytest.approx(first.meta["wall_s"] + second, abs=0.5)
 
     for name in ("metrics.jsonl", "eval.jsonl"):
         assert read_jsonl(tmp_path / "straight" / name) == read_jsonl(tmp_path / "resumed" / name)

@@ -51,9 +51,28 @@ def test_render_copies_the_tables_it_is_made_of(tmp_path):
     (out / "bench-antmaze-offline.md").write_text(table)
     (out / "compare-antmaze" / "stats.md").write_text("# KL vs JS\n\n## Statistics\n\n| a |\n|---|\n| 1 |\n")
     (out / "notes.md").write_text("Hand-written notes.\n")
-    page = _page_module().render(out, tmp_path / "results.md", {"commits": ["abc"], "seconds": 7200})
+    provenance = {"commits": ["abc"], "run_seconds": 7200, "runs_untimed": 1, "runs": 3}
+    page = _page_module().render(out, tmp_path / "results.md", provenance)
     assert "| umaze | 80.0 |" in page and "#### Statistics" in page and "Hand-written notes." in page
     assert "`abc`" in page and "2.0 h" in page and "Online Hopper-v5\n\nNot run yet" in page
+    assert "1 of the 3 run directories were made before fdivrl recorded wall time" in page
+
+
+def test_provenance_sums_the_wall_time_of_the_runs_compare_used(tmp_path):
+    runs = []
+    for name, wall in (("a", 100.0), ("b", 20.5), ("c", None)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"versions": {"fdivrl_source": f"commit-{name}"}}))
+        (run / "summary.json").write_text(json.dumps({"wall_s": wall}))
+        runs.append({"path": str(run)})
+    found = _page_module().run_provenance({"used": runs})
+    assert found == {
+        "commits": {"commit-a", "commit-b", "commit-c"},
+        "run_seconds": 120.5,
+        "runs_untimed": 1,
+        "runs": 3,
+    }
 
 
 @pytest.mark.skipif(not PAGE.exists(), reason="the results page has not been made yet")

@@ -100,6 +100,21 @@ class Mode(Protocol):
     def close(self) -> None: ...
 
 
+WALL_KEY = "wall_s"
+
+
+@dataclasses.dataclass
+class _WallClock:
+    """A run's wall time: this segment's since `start` plus what earlier segments' last checkpoint
+    recorded (None: unknown, a checkpoint written before fdivrl recorded it)."""
+
+    start: float
+    before: float | None
+
+    def total(self) -> float | None:
+        return None if self.before is None else self.before + time.perf_counter() - self.start
+
+
 def train(
     cfg: TrainConfig,
     out: Path,
@@ -111,7 +126,11 @@ def train(
     """Train `cfg.seeds` in `cfg.mode` and write the run directory `out`; returns summary.json.
 
     on_chunk(progress) is called after every chunk has been logged, evaluated and checkpointed.
+    summary.json's `wall_s` is the run's wall time over all its segments up to their last
+    checkpoint (work lost to an interruption is not counted); None when a segment was resumed from a
+    checkpoint that did not record it.
     """
+    t_start = time.perf_counter()
     cfg.validate()
     # the modes import this module, so they are looked up here
     if cfg.mode == "offline":
@@ -126,11 +145,12 @@ def train(
         logger = loggers.make_logger(log, Path(out), mode.record, name=Path(out).name)
         template = mode.init()
         restored = rundir.restore(template) if resume else None
-        start = 0
+        start, wall_before = 0, 0.0
         if restored is not None:
             tree, ckpt = restored
             mode.load(tree)
             start = ckpt.step  # restore() has cut the logs back to this step
+            wall_before = (ckpt.meta or {}).get(WALL_KEY)
             reporter.message(f"resumed {out} from step {start}")
         if start >= mode.total and rundir.is_finished():
             reporter.message(f"{out} is already finished at step {start}")
@@ -139,7 +159,8 @@ def train(
         reporter.start(mode.total, start, mode.description)
         t_run = time.perf_counter()
         try:
-            progress, new = _train(mode, cfg, rundir, logger, reporter, on_chunk, start, restored is not None)
+            clock = _WallClock(t_start, wall_before)
+            progress, new = _train(mode, cfg, rundir, logger, reporter, on_chunk, start, restored is not None, clock)
         finally:
             mode.close()
         reporter.stop()
@@ -155,6 +176,7 @@ def train(
             "mode": cfg.mode,
             **mode.summary(Outcome(start, progress, evaluations, elapsed)),
             "seeds": list(cfg.seeds),
+            "wall_s": clock.total(),
             "final_eval": summarize_evals(evaluations[-1]) if evaluations else None,
             "activity": activity.summarize(cfg.replay.prioritized, rundir.read_metrics()),
         }
@@ -171,6 +193,7 @@ def _train(
     on_chunk: Callable[[int], None] | None,
     progress: int,
     restored: bool,
+    clock: _WallClock,
 ) -> tuple[int, list[Evaluation]]:
     """The chunks from `progress` to the end, each logged, evaluated and checkpointed as it asks, then
     reported and passed to on_chunk; returns the final progress and this segment's evaluations."""
@@ -193,7 +216,7 @@ def _train(
                 logger.log(progress, {k: v for k, v in e.items() if isinstance(v, float)}, f"seed{e['seed']}/eval")
             last_eval = f"{np.mean([e[mode.headline] for e in evals]):.1f}"
         if chunk.checkpoint:
-            rundir.save_checkpoint(progress, mode.tree())
+            rundir.save_checkpoint(progress, mode.tree(), meta={WALL_KEY: clock.total()})
             last_ckpt = progress
         reporter.advance(progress, chunk.rate, last_eval)
         if on_chunk is not None:
