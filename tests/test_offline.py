@@ -70,8 +70,10 @@ def test_cli_train_writes_a_complete_run_directory(tiny_dataset_id, tmp_path, ca
 
     # --config repeats the run from its config.json: the same config and, on this machine, the same numbers
     again = tmp_path / "again"
-    code, _, err = cli(["train", "--config", str(out), "--out", str(again), "--quiet"], capsys)
+    code, printed, err = cli(["train", "--config", str(out), "--out", str(again), "--quiet"], capsys)
     assert code == 0, err
+    wall = json.loads((again / "summary.json").read_text())["wall_s"]
+    assert wall > 0 and f"wall time: {wall / 60:.1f} min" in printed
     assert json.loads((again / "config.json").read_text())["config"] == config["config"]
     numbers = [{k: v for k, v in m.items() if "per_s" not in k} for m in metrics]
     assert [{k: v for k, v in m.items() if "per_s" not in k} for m in read_jsonl(again / "metrics.jsonl")] == numbers

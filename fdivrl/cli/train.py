@@ -198,4 +198,6 @@ def print_summary(summary: dict, run_dir: Path) -> None:
 
         for line in activity.describe(summary["activity"]):
             console.print(line)
+    if summary.get("wall_s") is not None:
+        console.print(f"wall time: {summary['wall_s'] / 60:.1f} min (setup, training, evaluations; segments summed)")
     console.print(f"run directory: {run_dir}")
