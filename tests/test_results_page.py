@@ -88,7 +88,9 @@ def test_committed_bench_json_and_markdown_agree(stem):
     if not (OUT / f"{stem}.json").exists():
         pytest.skip(f"{stem} has not been made yet")
     table = json.loads((OUT / f"{stem}.json").read_text())
-    md_rows = {line.split("|")[1].strip(): line for line in (OUT / f"{stem}.md").read_text().splitlines()[2:]}
+    table_lines = [line for line in (OUT / f"{stem}.md").read_text().splitlines() if line.startswith("|")]
+    md_rows = {line.split("|")[1].strip(): line for line in table_lines[2:]}  # after the header and |---|
+    assert len(md_rows) == len(table["rows"])
     for row in table["rows"]:
         line = md_rows[row["task"]]
         for per_type, cell in row["per_types"].items():
@@ -98,6 +100,10 @@ def test_committed_bench_json_and_markdown_agree(stem):
                 est = stats.Estimate(**{k: float("nan") if v is None else v for k, v in cell[metric].items()})
                 text = B.format_cell(B.Cell({metric: est}, cell["seeds"], priorities=cell["priorities"]), metric)
                 assert text in line, (row["task"], per_type, metric)
+                if table["mode"] == "offline":  # each seed's final evaluation, read from its run's summary.json
+                    summary = json.loads((ROOT / cell["run"] / "summary.json").read_text())
+                    final = {str(e["seed"]): e[metric] for e in summary["final_eval"]["per_seed"]}
+                    assert cell["per_seed"][metric] == final, (row["task"], per_type, metric)
                 values = list(cell["per_seed"][metric].values())
                 again = stats.t_interval(values)
                 assert again.value == pytest.approx(est.value) and len(values) == cell["seeds"]
