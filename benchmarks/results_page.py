@@ -123,12 +123,12 @@ def main() -> None:
     args = parser.parse_args()
     prov_path = args.out / "provenance.json"
     provenance = _read(prov_path)
-    found = {"commits": set(), "run_seconds": 0.0, "runs_untimed": 0, "runs": 0}
-    for _key, _title, _bench, compare in SECTIONS:
-        stats = args.out / compare / "stats.json"
-        if stats.exists():
-            part = run_provenance(json.loads(stats.read_text()))
-            found = {k: found[k] | part[k] if k == "commits" else found[k] + part[k] for k in found}
+    used = [
+        run
+        for _key, _title, _bench, compare in SECTIONS
+        for run in _read(args.out / compare / "stats.json").get("used", [])
+    ]
+    found = run_provenance({"used": used})
     provenance.update(found, commits=sorted(found["commits"]))
     provenance.pop("seconds", None)  # the script's own time, kept by earlier versions
     import os

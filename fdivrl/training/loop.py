@@ -103,7 +103,7 @@ class Mode(Protocol):
 WALL_KEY = "wall_s"
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _WallClock:
     """A run's wall time: this segment's since `start` plus what earlier segments' last checkpoint
     recorded (None: unknown, a checkpoint written before fdivrl recorded it)."""
@@ -158,8 +158,8 @@ def train(
         evaluations = evals_by_step(rundir.read_evals()) if restored is not None else []
         reporter.start(mode.total, start, mode.description)
         t_run = time.perf_counter()
+        clock = _WallClock(t_start, wall_before)
         try:
-            clock = _WallClock(t_start, wall_before)
             progress, new = _train(mode, cfg, rundir, logger, reporter, on_chunk, start, restored is not None, clock)
         finally:
             mode.close()
