@@ -354,3 +354,36 @@ def test_priority_activity_marks_a_per_type_whose_weights_stayed_uniform(tmp_pat
     assert "inactive" in md and "ESS fraction" in md
     stats = json.loads(next(f for f in files if f.name == "stats.json").read_text())
     assert stats["activity"][TASK_A] == {"KL": "active", "JS": "inactive"}
+
+
+def test_figures_mark_a_per_type_inactive_only_on_the_task_where_it_was(tmp_path, monkeypatch):
+    root = tmp_path / "results"
+    for task, name in ((TASK_A, "a"), (TASK_B, "b")):
+        write_run(root / f"kl-{name}", "KL", task, {0: 50.0, 1: 70.0})
+        write_run(root / f"js-{name}", "JS", task, {0: 80.0, 1: 90.0})
+    pinned = root / "js-a" / runs.METRICS_FILE
+    pinned.write_text("".join(json.dumps({**r, "priority_ess_frac": 0.999}) + "\n" for r in read_jsonl(pinned)))
+    legends = []
+
+    def keep_legends(fig, stem):
+        for ax in fig.axes:
+            legends.append(
+                (stem.name, ax.get_title(), {(ln.get_label(), ln.get_linestyle(), ln.get_color()) for ln in ax.lines})
+            )
+        return []
+
+    monkeypatch.setattr(K.plots, "_save", keep_legends)
+    c = K.compare(root, ("KL", "JS"), reps=200)
+    assert K.inactive_per_types(c) == {TASK_A: {"JS"}, TASK_B: set()}
+    K.write_files(c, tmp_path / "out", reps=200)
+    panels = {(stem, title.split(":")[0]): lines for stem, title, lines in legends}
+    assert len(panels) == 4  # learning curves, and priority weights (ESS panel titles repeat the task)
+    for stem in ("learning_curves", "priority_weights"):
+        on_a, on_b = panels[(stem, TASK_A)], panels[(stem, TASK_B)]
+        js_a = {(label, ls) for label, ls, _ in on_a if label.startswith("JS")}
+        js_b = {(label, ls) for label, ls, _ in on_b if label.startswith("JS")}
+        assert js_a == {("JS (inactive)", "--")} and js_b == {("JS", "-")}
+        assert {ls for label, ls, _ in on_a | on_b if label.startswith("KL")} == {"-"}
+        assert {color for label, _, color in on_a if label.startswith("JS")} == {
+            color for label, _, color in on_b if label.startswith("JS")
+        }

@@ -295,10 +295,15 @@ def activity_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def inactive_per_types(c: Comparison) -> dict[str, set[str]]:
+    """task -> the per_types whose priorities did not act there."""
+    return {t: {p for p in c.per_types if activity_status(c, t, p).startswith("inactive")} for t in c.scores}
+
+
 def improvement_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     """P(X > Y) per task; a per_type inactive on any task is labelled so in the pair's name, since its
     row compares that learner under uniform replay, not its priorities."""
-    inactive = {p for p in c.per_types for t in c.scores if activity_status(c, t, p).startswith("inactive")}
+    inactive = set().union(*inactive_per_types(c).values())
 
     def label(pair: str) -> str:
         return " > ".join(f"{p} (inactive)" if p in inactive else p for p in pair.split(" > "))
@@ -355,8 +360,9 @@ def write_files(c: Comparison, out: Path, reps: int = 2_000) -> list[Path]:
         ),
         results.write_text(out / "stats.json", json.dumps(c.to_json(), indent=2) + "\n"),
     ]
-    files += plots.plot_learning_curves(out / "learning_curves", learning_curves(c, reps), c.metric)
-    files += plots.plot_priority_weights(out / "priority_weights", priority_curves(c))
+    inactive = inactive_per_types(c)
+    files += plots.plot_learning_curves(out / "learning_curves", learning_curves(c, reps), c.metric, inactive)
+    files += plots.plot_priority_weights(out / "priority_weights", priority_curves(c), inactive)
     return files
 
 

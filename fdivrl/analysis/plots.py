@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -85,6 +87,21 @@ def _has_band(band: np.ndarray) -> bool:
     return bool(np.isfinite(band[1:]).any())
 
 
+_NONE_INACTIVE: Mapping[str, Collection[str]] = MappingProxyType({})
+
+INACTIVE = "inactive"
+"""The legend mark of a per_type whose priorities did not act on a task: its curve is uniform replay."""
+
+
+def _label(per_type: str, task: str, inactive: Mapping[str, Collection[str]]) -> str:
+    return f"{per_type} ({INACTIVE})" if per_type in inactive.get(task, ()) else per_type
+
+
+def _style(per_type: str, task: str, inactive: Mapping[str, Collection[str]]) -> str:
+    """Dashed for an inactive per_type, so its curve is not read as its priorities' effect."""
+    return "--" if per_type in inactive.get(task, ()) else "-"
+
+
 def learning_curves_title(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]) -> str:
     """The figure's title; it claims a 95% CI only for curves that have one."""
     bands = [_has_band(band) for by_type in curves.values() for _, band in by_type.values()]
@@ -96,12 +113,16 @@ def learning_curves_title(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarr
 
 
 def plot_learning_curves(
-    stem: Path, curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], ylabel: str
+    stem: Path,
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+    ylabel: str,
+    inactive: Mapping[str, Collection[str]] = _NONE_INACTIVE,
 ) -> list[Path]:
     """One panel per task: each per_type's seed mean over training steps with its 95% CI band.
 
     `curves`: task -> per_type -> (steps, array (3, n_steps) of mean, CI low, CI high); NaN CI rows
-    (a single run) draw no band and say so in the legend.
+    (a single run) draw no band and say so in the legend. `inactive`: task -> per_types whose
+    priorities did not act there, drawn dashed and marked in the legend.
     """
     plt = _pyplot()
     tasks = list(curves) or ["(no evaluations logged)"]
@@ -109,8 +130,11 @@ def plot_learning_curves(
     colors = _colors(plt, curves)
     for ax, task in zip(axes[:, 0], tasks, strict=True):
         for per_type, (steps, band) in curves.get(task, {}).items():
-            label = per_type if _has_band(band) else f"{per_type} ({NO_BAND})"
-            ax.plot(steps, band[0], color=colors[per_type], marker="o" if len(steps) < 20 else None, label=label)
+            label = _label(per_type, task, inactive) + ("" if _has_band(band) else f" ({NO_BAND})")
+            marker = "o" if len(steps) < 20 else None
+            ax.plot(
+                steps, band[0], color=colors[per_type], ls=_style(per_type, task, inactive), marker=marker, label=label
+            )
             if _has_band(band):
                 ax.fill_between(steps, band[1], band[2], color=colors[per_type], alpha=0.2, lw=0)
         ax.set(title=task, xlabel="steps", ylabel=ylabel)
@@ -125,12 +149,15 @@ def plot_learning_curves(
 
 
 def plot_priority_weights(
-    stem: Path, data: dict[str, dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]]
+    stem: Path,
+    data: dict[str, dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]],
+    inactive: Mapping[str, Collection[str]] = _NONE_INACTIVE,
 ) -> list[Path]:
     """Per task: each per_type's stored priority weights over training (mean line, min-max band, log
     scale) and their effective sample size fraction — how peaked a distribution each per_type made.
 
-    `data`: task -> per_type -> metric key (priority_weight_mean/min/max, priority_ess_frac) -> (steps, values).
+    `data`: task -> per_type -> metric key (priority_weight_mean/min/max, priority_ess_frac) -> (steps, values);
+    `inactive` as in plot_learning_curves.
     """
     plt = _pyplot()
     tasks = list(data) or ["(no priority statistics logged)"]
@@ -139,9 +166,10 @@ def plot_priority_weights(
     for (ax_w, ax_e), task in zip(axes, tasks, strict=True):
         for per_type, keys in data.get(task, {}).items():
             color = colors[per_type]
+            line = dict(color=color, ls=_style(per_type, task, inactive), label=_label(per_type, task, inactive))
             if "priority_weight_mean" in keys:
                 steps, mean = keys["priority_weight_mean"]
-                ax_w.plot(steps, mean, color=color, label=per_type)
+                ax_w.plot(steps, mean, **line)
                 if "priority_weight_min" in keys and "priority_weight_max" in keys:
                     ax_w.fill_between(
                         steps,
@@ -152,7 +180,7 @@ def plot_priority_weights(
                         lw=0,
                     )
             if "priority_ess_frac" in keys:
-                ax_e.plot(*keys["priority_ess_frac"], color=color, label=per_type)
+                ax_e.plot(*keys["priority_ess_frac"], **line)
         ax_w.set(title=f"{task}: priority weights (mean, min–max)", xlabel="steps", ylabel="weight", yscale="log")
         ax_e.set(title=f"{task}: effective sample size / N", xlabel="steps", ylabel="ESS fraction", ylim=(0, 1.05))
         for ax in (ax_w, ax_e):
