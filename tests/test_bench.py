@@ -218,6 +218,22 @@ def test_a_run_held_by_another_process_is_reported_busy(swept, tiny_dataset_id, 
     assert (js_run / runs.METRICS_FILE).read_bytes() == before
 
 
+def test_a_stop_request_stops_the_whole_sweep_not_just_its_run(tiny_dataset_id, tmp_path, monkeypatch):
+    from fdivrl.runs.stop import StopRequested
+    from fdivrl.training import loop
+
+    calls = []
+
+    def stopped_train(cfg, out, **kwargs):
+        calls.append(cfg.per_type)
+        raise StopRequested(f"SIGTERM at step 10 of 20: checkpoint saved in {out}")
+
+    monkeypatch.setattr(loop, "train", stopped_train)
+    code, report, err = sweep(tiny_dataset_id, tmp_path / "results", "KL,JS")
+    assert code == 130 and report == {} and calls == ["KL"]  # JS was not started
+    assert len(err.strip().splitlines()) == 1 and "stopped: SIGTERM at step 10 of 20" in err
+
+
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # ray starts its processes with fork+exec
 def test_ray_backend_on_a_local_instance(tiny_dataset_id, tmp_path):
     import ray  # CI installs the ray extra: a missing ray is a failure, not a skip

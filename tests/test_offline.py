@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from fdivrl import config as C
 from fdivrl.cli.app import main
 from fdivrl.cli.train import load_train_config
 from fdivrl.errors import TrainingDiverged
+from fdivrl.runs import stop
 from fdivrl.runs.checkpoint import latest_checkpoint, list_checkpoints
 from fdivrl.runs.io import read_jsonl
 from fdivrl.training.loop import train
@@ -111,16 +114,37 @@ def test_missing_dataset_says_where_to_get_it(tiny_dataset_id, capsys):
     assert tiny_dataset_id in line  # what is present locally
 
 
-def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_dataset_id, tmp_path):
+@pytest.fixture(scope="module")
+def straight_run(tiny_dataset_id, tmp_path_factory) -> Path:
+    """The uninterrupted 400-step run that interrupted and resumed ones must reproduce."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    train(small_config(tiny_dataset_id), out)
+    return out
+
+
+def assert_same_run(a: Path, b: Path, summary: dict) -> None:
+    """Same logs, same final checkpoint arrays, same final evaluation."""
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        assert read_jsonl(a / name) == read_jsonl(b / name)
+    ca, cb = latest_checkpoint(a / "checkpoints"), latest_checkpoint(b / "checkpoints")
+    assert ca.step == cb.step == 400
+    with np.load(ca.path) as za, np.load(cb.path) as zb:
+        assert sorted(za.files) == sorted(zb.files)
+        for k in za.files:
+            if k != "__manifest__":  # its treedef text holds object addresses (apply_fn)
+                np.testing.assert_array_equal(za[k], zb[k])
+    assert json.loads((a / "summary.json").read_text())["final_eval"] == summary["final_eval"]
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_dataset_id, straight_run, tmp_path):
     cfg = small_config(tiny_dataset_id)
-    train(cfg, tmp_path / "straight")
 
     class Interrupt(Exception):
         pass
 
     def stop_at_300(step: int) -> None:
         if step == 300:
-            raise Interrupt  # like Ctrl-C after step 300 was logged, last checkpoint at 200
+            raise Interrupt  # like a crash after step 300 was logged, last checkpoint at 200
 
     with pytest.raises(Interrupt):
         train(cfg, tmp_path / "resumed", on_chunk=stop_at_300)
@@ -134,19 +158,62 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_dataset_id, 
     # seconds) plus all of the second; the steps from 200 to the interruption are not counted
     assert first.step == 200 and first.meta["wall_s"] > 0
     assert summary["wall_s"] == pytest.approx(first.meta["wall_s"] + second, abs=0.5)
+    assert_same_run(straight_run, tmp_path / "resumed", summary)
 
-    for name in ("metrics.jsonl", "eval.jsonl"):
-        assert read_jsonl(tmp_path / "straight" / name) == read_jsonl(tmp_path / "resumed" / name)
-    a = latest_checkpoint(tmp_path / "straight" / "checkpoints")
-    b = latest_checkpoint(tmp_path / "resumed" / "checkpoints")
-    assert a.step == b.step == 400
-    with np.load(a.path) as za, np.load(b.path) as zb:
-        assert sorted(za.files) == sorted(zb.files)
-        for k in za.files:
-            if k != "__manifest__":  # its treedef text holds object addresses (apply_fn)
-                np.testing.assert_array_equal(za[k], zb[k])
-    straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
-    assert straight["final_eval"] == summary["final_eval"]
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_checkpoints_the_chunk_it_came_in_and_resume_loses_nothing(
+    tiny_dataset_id, straight_run, tmp_path, signum
+):
+    cfg = small_config(tiny_dataset_id)
+    handlers = {s: signal.getsignal(s) for s in stop.SIGNALS}
+
+    def signal_at_300(step: int) -> None:
+        if step == 300:  # the scheduled checkpoints are at 200 and 400
+            os.kill(os.getpid(), signum)
+
+    with pytest.raises(stop.StopRequested, match=f"{signum.name} at step 300 of 400: checkpoint saved"):
+        train(cfg, tmp_path / "stopped", on_chunk=signal_at_300)
+    assert {s: signal.getsignal(s) for s in stop.SIGNALS} == handlers  # the process's own handlers are back
+    assert latest_checkpoint(tmp_path / "stopped" / "checkpoints").step == 300
+    assert not (tmp_path / "stopped" / "summary.json").exists()
+    summary = train(cfg, tmp_path / "stopped", resume=True)
+    assert_same_run(straight_run, tmp_path / "stopped", summary)
+
+
+def test_a_second_signal_stops_at_once():
+    with stop.deferred_stop() as requested:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert requested() == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs at the next bytecode; the sleep is never reached in full
+
+
+def test_cli_train_stopped_by_sigterm_exits_130_with_one_line_and_resumes(
+    tiny_dataset_id, tmp_path, capsys, monkeypatch
+):
+    from fdivrl.cli.common import RichReporter
+
+    advance = RichReporter.advance
+
+    def advance_then_term(self, step: int, *args) -> None:
+        advance(self, step, *args)
+        if step == 10:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(RichReporter, "advance", advance_then_term)
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", tiny_dataset_id, "--steps", "30", "--chunk", "10", "--eval-every", "30"]
+    argv += ["--eval-episodes", "1", "--batch-size", "32", "--out", str(out), "--quiet"]
+    code, sout, err = cli(argv, capsys)
+    assert code == 130 and len(err.strip().splitlines()) == 1, (sout, err)
+    assert "SIGTERM at step 10 of 30: checkpoint saved" in err and "--resume" in err
+    assert latest_checkpoint(out / "checkpoints").step == 10
+    monkeypatch.setattr(RichReporter, "advance", advance)
+    code, _, err = cli([*argv, "--resume"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["steps"] == 30
 
 
 def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_dataset_id, tmp_path):

@@ -10,6 +10,7 @@ from rich.markup import escape
 from fdivrl.cli import bench, compare, data, divergences, train  # noqa: F401  (registers the commands)
 from fdivrl.cli.common import app, err_console
 from fdivrl.errors import FdivrlError
+from fdivrl.runs.stop import StopRequested
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> None:
         code = command.main(args=argv, prog_name="fdivrl", standalone_mode=False)
     except FdivrlError as e:
         _fail(str(e), e.exit_code)
+    except StopRequested as e:
+        _fail(f"stopped: {e}", 130)
     except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted", 130)
     except Exception as e:

@@ -21,7 +21,7 @@ from fdivrl.config import TrainConfig
 from fdivrl.core import divergences as D
 from fdivrl.data import datasets as minari_data
 from fdivrl.learning.learner import Learner, LearnerState
-from fdivrl.runs import loggers
+from fdivrl.runs import loggers, stop
 from fdivrl.runs import rundir as runs
 from fdivrl.training import evaluation
 
@@ -160,10 +160,13 @@ def train(
         t_run = time.perf_counter()
         clock = _WallClock(t_start, wall_before)
         try:
-            progress, new = _train(mode, cfg, rundir, logger, reporter, on_chunk, start, restored is not None, clock)
-        finally:
+            with stop.deferred_stop() as stop_requested:
+                progress, new = _train(
+                    mode, cfg, rundir, logger, reporter, on_chunk, start, restored is not None, clock, stop_requested
+                )
+        finally:  # also on an error or a stop: a live progress bar would swallow the CLI's error line
             mode.close()
-        reporter.stop()
+            reporter.stop()
         logger.close()
         elapsed = time.perf_counter() - t_run
         if evaluations and not new:  # resumed at (or past) the last evaluation: eval.jsonl holds it
@@ -194,9 +197,11 @@ def _train(
     progress: int,
     restored: bool,
     clock: _WallClock,
+    stop_requested: Callable[[], str | None],
 ) -> tuple[int, list[Evaluation]]:
     """The chunks from `progress` to the end, each logged, evaluated and checkpointed as it asks, then
-    reported and passed to on_chunk; returns the final progress and this segment's evaluations."""
+    reported and passed to on_chunk; returns the final progress and this segment's evaluations.
+    A stop request (SIGINT, SIGTERM) checkpoints the chunk just done and raises StopRequested."""
     last_ckpt = progress if restored else None
     evaluations: list[Evaluation] = []
     last_eval: str | None = None
@@ -221,6 +226,14 @@ def _train(
         reporter.advance(progress, chunk.rate, last_eval)
         if on_chunk is not None:
             on_chunk(progress)
+        signal_name = stop_requested()
+        if signal_name is not None and progress < mode.total:
+            if last_ckpt != progress:
+                rundir.save_checkpoint(progress, mode.tree(), meta={WALL_KEY: clock.total()})
+            raise stop.StopRequested(
+                f"{signal_name} at step {progress} of {mode.total}: checkpoint saved in {rundir.path}; "
+                "fdivrl train --resume (or the same fdivrl bench command) continues from it"
+            )
     return progress, evaluations
 
 
