@@ -36,7 +36,8 @@ def _script_value(name: str) -> str:
 def test_regeneration_script_is_valid_bash_and_names_real_tasks_and_per_types():
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
     antmaze = {t.task for t in B.load_suite("antmaze").tasks}
-    assert set(_script_value("DEFAULT_TASKS").split()) <= antmaze
+    assert set(_script_value("DEFAULT_TASKS").split()) | set(_script_value("LONG_TASKS").split()) <= antmaze
+    assert int(_script_value("LONG_STEPS").removeprefix("${LONG_STEPS:-").removesuffix("}")) > 100_000
     for key in ("OFFLINE_TYPES", "ONLINE_TYPES"):
         names = _script_value(key).split(",")
         assert [D.get(n).name for n in names] == names
@@ -81,7 +82,7 @@ def test_committed_page_is_what_the_committed_tables_give():
     assert PAGE.read_text() == _page_module().render(Path("benchmarks/results"), PAGE, provenance)
 
 
-@pytest.mark.parametrize("stem", ["bench-antmaze-offline", "bench-mujoco-online"])
+@pytest.mark.parametrize("stem", ["bench-antmaze-offline", "bench-antmaze-long-offline", "bench-mujoco-online"])
 def test_committed_bench_json_and_markdown_agree(stem):
     """Every cell of the Markdown table is the JSON's estimate, and the estimate is the JSON's per-seed
     scores' mean and t-interval: the page's numbers trace back to each seed's summary.json."""
