@@ -93,13 +93,12 @@ INACTIVE = "inactive"
 """The legend mark of a per_type whose priorities did not act on a task: its curve is uniform replay."""
 
 
-def _label(per_type: str, task: str, inactive: Mapping[str, Collection[str]]) -> str:
-    return f"{per_type} ({INACTIVE})" if per_type in inactive.get(task, ()) else per_type
-
-
-def _style(per_type: str, task: str, inactive: Mapping[str, Collection[str]]) -> str:
-    """Dashed for an inactive per_type, so its curve is not read as its priorities' effect."""
-    return "--" if per_type in inactive.get(task, ()) else "-"
+def _mark(per_type: str, task: str, inactive: Mapping[str, Collection[str]]) -> tuple[str, str]:
+    """Legend label and line style: an inactive per_type is marked and dashed, so its curve is not
+    read as its priorities' effect."""
+    if per_type in inactive.get(task, ()):
+        return f"{per_type} ({INACTIVE})", "--"
+    return per_type, "-"
 
 
 def learning_curves_title(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]) -> str:
@@ -130,11 +129,10 @@ def plot_learning_curves(
     colors = _colors(plt, curves)
     for ax, task in zip(axes[:, 0], tasks, strict=True):
         for per_type, (steps, band) in curves.get(task, {}).items():
-            label = _label(per_type, task, inactive) + ("" if _has_band(band) else f" ({NO_BAND})")
+            label, ls = _mark(per_type, task, inactive)
+            label += "" if _has_band(band) else f" ({NO_BAND})"
             marker = "o" if len(steps) < 20 else None
-            ax.plot(
-                steps, band[0], color=colors[per_type], ls=_style(per_type, task, inactive), marker=marker, label=label
-            )
+            ax.plot(steps, band[0], color=colors[per_type], ls=ls, marker=marker, label=label)
             if _has_band(band):
                 ax.fill_between(steps, band[1], band[2], color=colors[per_type], alpha=0.2, lw=0)
         ax.set(title=task, xlabel="steps", ylabel=ylabel)
@@ -166,7 +164,8 @@ def plot_priority_weights(
     for (ax_w, ax_e), task in zip(axes, tasks, strict=True):
         for per_type, keys in data.get(task, {}).items():
             color = colors[per_type]
-            line = dict(color=color, ls=_style(per_type, task, inactive), label=_label(per_type, task, inactive))
+            label, ls = _mark(per_type, task, inactive)
+            line = dict(color=color, ls=ls, label=label)
             if "priority_weight_mean" in keys:
                 steps, mean = keys["priority_weight_mean"]
                 ax_w.plot(steps, mean, **line)

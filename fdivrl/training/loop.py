@@ -164,7 +164,7 @@ def train(
                 progress, new = _train(
                     mode, cfg, rundir, logger, reporter, on_chunk, start, restored is not None, clock, stop_requested
                 )
-        finally:  # also on an error or a stop: a live progress bar would swallow the CLI's error line
+        finally:  # also on an error or a stop, so no progress display is left running
             mode.close()
             reporter.stop()
         logger.close()
