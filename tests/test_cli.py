@@ -145,3 +145,24 @@ def test_python_api_builds_what_the_command_line_builds():
     assert callable(fdivrl.train) and callable(fdivrl.bench) and callable(fdivrl.compare)
     with pytest.raises(AttributeError):
         fdivrl.no_such_thing  # noqa: B018
+
+
+def test_ctrl_c_outside_training_is_one_line_and_exit_130(monkeypatch, capsys):
+    # Typer turns a KeyboardInterrupt into a silent exit 130; fdivrl's own SIGINT handler keeps the line
+    import os
+    import signal
+    import time
+
+    from fdivrl.data import datasets
+
+    def interrupted() -> list[str]:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the handler runs here
+        raise AssertionError("SIGINT was not acted on")
+
+    monkeypatch.setattr(datasets, "local_datasets", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    code, out, err = run(["data", "list"], capsys)
+    assert code == 130 and len(err.strip().splitlines()) == 1, (out, err)
+    assert err.startswith("error: interrupted (SIGINT)")
+    assert signal.getsignal(signal.SIGINT) is before

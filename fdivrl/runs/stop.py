@@ -16,6 +16,29 @@ from types import FrameType
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C acted on at once (outside a training loop, or a second signal inside one). Not a
+    KeyboardInterrupt, which Typer turns into a silent exit 130, so the CLI can say so in one line."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """Inside, SIGINT raises Interrupted instead of KeyboardInterrupt (main thread only; a SIGINT
+    the process was started ignoring stays ignored)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class StopRequested(BaseException):
     """A run stopped on request after checkpointing. Not an Exception, so a sweep's per-run error
     handling does not catch it and the whole sweep stops; not a KeyboardInterrupt, which Typer turns
@@ -37,7 +60,7 @@ def deferred_stop() -> Iterator[Callable[[], str | None]]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if received:
-            raise KeyboardInterrupt
+            _interrupt(signum, frame)
         received.append(signal.Signals(signum).name)
 
     # a signal the process was started ignoring (SIGINT under nohup) stays ignored
