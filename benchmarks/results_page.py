@@ -34,8 +34,9 @@ PROTOCOL = """\
 - **Offline.** `--preset quick`: 100k gradient steps (batch 256), evaluation every 25k steps on 10
   episodes and a final evaluation on 50 episodes in the dataset's eval env (fixed start and goal);
   a seed's score is its final D4RL-style score = 100 × success rate. medium-play, which the quick
-  preset does not learn in 100k steps, trains it for 300k (`LONG_STEPS` in the script), evaluating
-  every 50k. Published offline numbers are at 1M steps.
+  preset does not learn in 100k steps, trains it longer (`LONG_STEPS` in the script). Each section
+  states the steps and evaluations its runs used, read from their config.json. Published offline
+  numbers are at 1M steps.
 - **Online.** Hopper-v5, 100k env steps (ROER: 1M), ROER's settings for Hopper except the weight
   floor (quick preset: each per_type's own lower clip; see docs/presets.md), evaluation every 5000
   steps on 10 episodes; a seed's score is the mean return of its last 10 evaluations (ROER's rule).
@@ -82,6 +83,25 @@ def run_provenance(stats: dict[str, Any]) -> dict[str, Any]:
     return {"commits": commits, "run_seconds": seconds, "runs_untimed": untimed, "runs": len(stats.get("used", []))}
 
 
+def run_settings(stats: dict[str, Any]) -> list[str]:
+    """What the runs of one compare report trained for, one line per task and distinct setting, so the
+    page states the steps it was made with instead of repeating the script's defaults."""
+    found: dict[str, set[str]] = {}
+    for used in stats.get("used", []):
+        config = _read(Path(used["path"]) / "config.json").get("config", {})
+        if not config:
+            continue
+        kind = "env steps" if config.get("mode") == "online" else "gradient steps"
+        setting = (
+            f"{config['steps']:,} {kind}, {len(config['seeds'])} seeds, evaluation every {config['eval_every']:,}"
+            f" steps on {config['eval_episodes']} episodes"
+        )
+        if config.get("mode") == "offline":
+            setting += f", final evaluation on {config['final_eval_episodes']}"
+        found.setdefault(str(config.get("dataset") or config.get("env")), set()).add(setting)
+    return [f"{task}: {'; '.join(sorted(settings))}" for task, settings in sorted(found.items())]
+
+
 def render(out: Path, page: Path, provenance: dict[str, Any]) -> str:
     """The page's Markdown from the files under `out`; links are relative to the page."""
     rel = Path("..") / out if not out.is_absolute() else out
@@ -104,13 +124,16 @@ def render(out: Path, page: Path, provenance: dict[str, Any]) -> str:
         "## Protocol\n",
         PROTOCOL,
     ]
-    for _key, title, bench, compare in SECTIONS:
+    for key, title, bench, compare in SECTIONS:
         bench_md = out / f"{bench}.md"
         stats_md = out / compare / "stats.md"
         if not bench_md.exists() and not stats_md.exists():
             parts.append(f"## {title}\n\nNot run yet (`bash benchmarks/results.sh` makes it).\n")
             continue
         parts.append(f"## {title}\n")
+        settings = provenance.get("settings", {}).get(key, [])
+        if settings:
+            parts.append("Runs (from their config.json):\n\n" + "".join(f"- {line}\n" for line in settings))
         if bench_md.exists():
             parts.append("### Score table (`fdivrl bench`)\n\n" + _demote(_strip_title(bench_md.read_text())))
         if stats_md.exists():
@@ -130,13 +153,10 @@ def main() -> None:
     args = parser.parse_args()
     prov_path = args.out / "provenance.json"
     provenance = _read(prov_path)
-    used = [
-        run
-        for _key, _title, _bench, compare in SECTIONS
-        for run in _read(args.out / compare / "stats.json").get("used", [])
-    ]
-    found = run_provenance({"used": used})
+    reports = {key: _read(args.out / compare / "stats.json") for key, _title, _bench, compare in SECTIONS}
+    found = run_provenance({"used": [run for stats in reports.values() for run in stats.get("used", [])]})
     provenance.update(found, commits=sorted(found["commits"]))
+    provenance["settings"] = {key: run_settings(stats) for key, stats in reports.items() if stats}
     provenance.pop("seconds", None)  # the script's own time, kept by earlier versions
     import os
     import platform

@@ -53,7 +53,10 @@ def test_render_copies_the_tables_it_is_made_of(tmp_path):
     (out / "compare-antmaze" / "stats.md").write_text("# KL vs JS\n\n## Statistics\n\n| a |\n|---|\n| 1 |\n")
     (out / "notes.md").write_text("Hand-written notes.\n")
     provenance = {"commits": ["abc"], "run_seconds": 7200, "runs_untimed": 1, "runs": 3}
+    provenance["settings"] = {"antmaze": ["fdivrl/antmaze/umaze-v1: 100,000 gradient steps"]}
     page = _page_module().render(out, tmp_path / "results.md", provenance)
+    runs = "Runs (from their config.json):\n\n- fdivrl/antmaze/umaze-v1: 100,000"
+    assert f"## Offline AntMaze on the local stand-ins\n\n{runs}" in page
     assert "| umaze | 80.0 |" in page and "#### Statistics" in page and "Hand-written notes." in page
     assert "`abc`" in page and "2.0 h" in page and "Online Hopper-v5\n\nNot run yet" in page
     assert "1 of the 3 run directories were made before fdivrl recorded wall time" in page
@@ -74,6 +77,27 @@ def test_provenance_sums_the_wall_time_of_the_runs_compare_used(tmp_path):
         "runs_untimed": 1,
         "runs": 3,
     }
+
+
+def test_settings_state_each_tasks_steps_as_its_runs_trained(tmp_path):
+    """The page reads the steps from the runs, so medium-play at another LONG_STEPS cannot be mislabelled."""
+    runs = []
+    for name, mode, steps, task in (
+        ("a", "offline", 300_000, {"dataset": "fdivrl/antmaze/medium-play-v1"}),
+        ("b", "offline", 300_000, {"dataset": "fdivrl/antmaze/medium-play-v1"}),
+        ("c", "online", 100_000, {"env": "Hopper-v5"}),
+    ):
+        run = tmp_path / name
+        run.mkdir()
+        config = {"mode": mode, "steps": steps, "seeds": [0, 1, 2], "eval_every": 50_000, "eval_episodes": 10}
+        config.update(task, final_eval_episodes=50)
+        (run / "config.json").write_text(json.dumps({"config": config}))
+        runs.append({"path": str(run)})
+    assert _page_module().run_settings({"used": runs}) == [
+        "Hopper-v5: 100,000 env steps, 3 seeds, evaluation every 50,000 steps on 10 episodes",
+        "fdivrl/antmaze/medium-play-v1: 300,000 gradient steps, 3 seeds, evaluation every 50,000 steps on 10"
+        " episodes, final evaluation on 50",
+    ]
 
 
 @pytest.mark.skipif(not PAGE.exists(), reason="the results page has not been made yet")
