@@ -70,7 +70,7 @@ def bench(
 def compare(
     per_types: Sequence[str],
     results: str | Path = "results",
-    metric: str = "d4rl_score",
+    metric: str = "auto",
     score: str = "auto",
     out: str | Path | None = None,
     reps: int = 10_000,

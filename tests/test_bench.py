@@ -270,3 +270,12 @@ def test_a_non_finite_seed_score_is_left_out_of_the_cell_and_named(tmp_path):
     cell = B._cell(group, ("d4rl_score",), None)
     assert cell.estimates["d4rl_score"].value == 40.0 and cell.per_seed["d4rl_score"] == {1: 40.0}
     assert cell.note == "non-finite score of seed 0 left out"
+
+
+def test_the_legend_says_what_the_published_columns_trained_on():
+    """Online rows train fewer steps on newer envs than ROER's column; offline rows on stand-in data."""
+    online = B.score_table(B.load_suite("mujoco"), "online", [], []).legend()
+    offline = B.score_table(B.load_suite("antmaze"), "offline", [], []).legend()
+    assert "published numbers are at 1M env steps on gym's v2 envs; rows here may train fewer (--steps)" in online
+    assert not any("D4RL data" in line for line in online)
+    assert "published numbers are on the original D4RL data; stand-in and local rows are not comparable" in offline

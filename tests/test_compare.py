@@ -332,6 +332,49 @@ def test_cli_score_option(results, tmp_path):
     assert "d4rl_score (final evaluation): 95%" in out and "final d4rl_score" not in out
 
 
+def test_auto_metric_is_the_suites_score_of_the_task(results, tmp_path):
+    """On Hopper every evaluation logs a success rate of 0: comparing it would rank nothing. auto takes the
+    score the task's suite ranks by (return on MuJoCo, success on AntMaze); an env outside the suites is
+    ranked like the suite that trains its mode: return online, success offline (as `fdivrl bench` does)."""
+    root = tmp_path / "hopper"
+    for name, finals in (("KL", {0: 300.0, 1: 500.0}), ("uniform", {0: 100.0, 1: 200.0})):
+        run = write_run(root / name, name, "Hopper-v5", finals, mode="online", last=finals)
+        for key in ("final_eval", "score"):  # what Hopper runs store: success 0 beside a return
+            summary = json.loads((run / runs.SUMMARY_FILE).read_text())
+            for p in summary[key]["per_seed"]:
+                p["d4rl_score"] = 0.0
+            (run / runs.SUMMARY_FILE).write_text(json.dumps(summary))
+    c = K.compare(root, ("KL", "uniform"), reps=200)
+    assert c.metric == "mean_return"
+    assert {p: v.tolist() for p, v in c.scores["Hopper-v5 (online)"].items()} == {"KL": [3, 5], "uniform": [1, 2]}
+    assert K.compare(root, ("KL", "uniform"), metric="d4rl_score", reps=200).scores["Hopper-v5 (online)"][
+        "KL"
+    ].tolist() == [0.0, 0.0]  # asked for explicitly, the meaningless score is still there to see
+
+    other = tmp_path / "other"
+    write_run(other / "KL", "KL", "MyEnv-v0", {0: 300.0}, mode="online", last={0: 300.0})
+    write_run(other / "JS", "JS", "MyEnv-v0", {0: 100.0}, mode="online", last={0: 100.0})
+    assert K.compare(other, ("KL", "JS"), reps=200).metric == "mean_return"
+    offline = tmp_path / "offline"
+    write_run(offline / "KL", "KL", "me/my-maze-v0", {0: 30.0})
+    write_run(offline / "JS", "JS", "me/my-maze-v0", {0: 10.0})
+    assert K.compare(offline, ("KL", "JS"), reps=200).metric == "d4rl_score"
+
+    assert K.compare(results, ("KL", "JS"), reps=200).metric == "d4rl_score"  # AntMaze: success
+
+
+def test_auto_metric_refuses_runs_ranked_on_different_scales(results):
+    write_run(results / "hopper" / "KL", "KL", "Hopper-v5", {0: 300.0}, mode="online", last={0: 300.0})
+    with pytest.raises(
+        ConfigError, match=r"ranked by different scores \(d4rl_score: .*umaze.*; mean_return: Hopper-v5\)"
+    ):
+        K.compare(results, ("KL", "JS"), reps=200)
+    c = K.compare(results, ("KL", "JS"), metric="mean_return", reps=200)
+    assert c.scores["Hopper-v5 (online)"]["KL"].tolist() == [3.0]
+    code, _, err = cli(["compare", "KL", "JS", "--results", str(results)])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "pass --metric" in err, err
+
+
 def test_priority_activity_marks_a_per_type_whose_weights_stayed_uniform(tmp_path):
     root = tmp_path / "results"
     write_run(root / "kl", "KL", TASK_A, {0: 50.0, 1: 70.0})  # its metrics log an ESS fraction of 0.9

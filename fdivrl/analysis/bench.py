@@ -390,7 +390,9 @@ class ScoreTable:
         lines.append(f"cells: each seed's {per_seed}, mean ± half-width of the Student-t 95% CI over seeds (n)")
         lines.append(f"INACTIVE marks a prioritized per_type whose priorities stayed uniform ({activity.RULE})")
         lines += [f"{c['name']}* (published): {c['source']}" for c in self.references]
-        if self.references:
+        if self.references and self.mode == "online":
+            lines.append("published numbers are at 1M env steps on gym's v2 envs; rows here may train fewer (--steps)")
+        elif self.references:
             lines.append("published numbers are on the original D4RL data; stand-in and local rows are not comparable")
         return lines
 

@@ -20,12 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from fdivrl import suites
 from fdivrl.analysis import activity, plots, results, stats
 from fdivrl.errors import ConfigError
 from fdivrl.runs import rundir as runs
 
 STATISTICS = ("mean", "median", "iqm", "optimality_gap")
-SCORE_METRICS = ("d4rl_score", "normalized_score_x100", "mean_return", "success_rate")
+SCORE_METRICS = ("auto", "d4rl_score", "normalized_score_x100", "mean_return", "success_rate")
+OUTSIDE_SUITES = "mean_return"
+"""What "auto" ranks a run by when no suite says: every env has a return, not every env a goal."""
 # the optimality gap's threshold: the top of the score's scale (none for returns)
 GAMMA = {"d4rl_score": 100.0, "normalized_score_x100": 100.0, "success_rate": 1.0}
 AGGREGATE = "all tasks"
@@ -109,6 +112,18 @@ def score_description(c: Comparison) -> str:
     return "; ".join(f"{what} ({', '.join(sorted(m))})" for what, m in sorted(modes.items()))
 
 
+def auto_metric(compared: list[results.Run]) -> str:
+    """The score the compared runs' suite ranks by (see suites.metric_of): one statistic over tasks needs
+    one scale, so runs that suites rank differently need --metric."""
+    by_metric: dict[str, set[str]] = {}
+    for run in compared:
+        by_metric.setdefault(suites.metric_of(run.task, run.mode) or OUTSIDE_SUITES, set()).add(run.task)
+    if len(by_metric) > 1:
+        shown = "; ".join(f"{m}: {', '.join(sorted(t))}" for m, t in sorted(by_metric.items()))
+        raise ConfigError(f"--metric auto: the runs' tasks are ranked by different scores ({shown}); pass --metric")
+    return next(iter(by_metric), OUTSIDE_SUITES)
+
+
 def select(
     scan: results.Scan, per_types: tuple[str, ...], metric: str, score: str = "auto"
 ) -> tuple[list[results.Run], list[results.Skipped]]:
@@ -155,7 +170,7 @@ def select(
 def compare(
     results_dir: Path,
     per_types: tuple[str, ...],
-    metric: str = "d4rl_score",
+    metric: str = "auto",
     reps: int = 10_000,
     seed: int = 0,
     score: str = "auto",
@@ -168,7 +183,10 @@ def compare(
         raise ConfigError(f"--score {score!r} is not valid; choose one of: {', '.join(SCORE_PROTOCOLS)}")
     if not Path(results_dir).is_dir():
         raise ConfigError(f"--results {results_dir} is not a directory")
-    used, skipped = select(results.scan(results_dir), per_types, metric, score)
+    scan = results.scan(results_dir)
+    if metric == "auto":
+        metric = auto_metric([run for run in scan.runs if run.per_type in per_types])
+    used, skipped = select(scan, per_types, metric, score)
     scores: dict[str, dict[str, list[float]]] = {}
     for run in used:
         by_type = scores.setdefault(task_label(run), {})

@@ -28,8 +28,13 @@ def compare(
         "results"
     ),
     metric: Annotated[
-        str, typer.Option(help="Score compared: d4rl_score, normalized_score_x100, mean_return, success_rate.")
-    ] = "d4rl_score",
+        str,
+        typer.Option(
+            help="Score compared: auto (the score the runs' suite ranks by: d4rl_score on AntMaze and other "
+            "offline data, mean_return on MuJoCo and other online envs), d4rl_score, normalized_score_x100, "
+            "mean_return, success_rate."
+        ),
+    ] = "auto",
     score: Annotated[
         str,
         typer.Option(
@@ -67,7 +72,10 @@ def compare(
         print(json.dumps({**comparison.to_json(), "files": [str(f) for f in files]}))
         return
     for title, (headers, rows) in (
-        (f"{metric} ({K.score_description(comparison)}): 95% stratified-bootstrap CIs", K.statistics_rows(comparison)),
+        (
+            f"{comparison.metric} ({K.score_description(comparison)}): 95% stratified-bootstrap CIs",
+            K.statistics_rows(comparison),
+        ),
         ("priority activity (final; range over seeds)", K.activity_rows(comparison)),
         ("probability of improvement P(X > Y)", K.improvement_rows(comparison)),
         ("run directories", K.runs_rows(comparison)),

@@ -28,3 +28,21 @@ def read(name: str) -> dict[str, Any]:
 def hyperparameters(suite: str, mode: str) -> dict[str, dict[str, float]]:
     """Task -> the divergence settings a suite gives it for `mode` (tasks without them left out)."""
     return {t["task"]: dict(t["hyperparameters"][mode]) for t in read(suite)["tasks"] if mode in t["hyperparameters"]}
+
+
+def metric_of(task_id: str, mode: str) -> str | None:
+    """The score fdivrl ranks a run by: its task's suite's (`task_id`: a dataset, stand-in or env id), else
+    that of the suite `fdivrl bench` trains `mode` in (any dataset offline: AntMaze's success; any env
+    online: MuJoCo's return); None when no suite has either.
+
+    The metric belongs to the task, not to what a run logged: every evaluation stores a success rate,
+    which on an env without a goal (Hopper) is a meaningless 0.
+    """
+    by_task = [
+        read(n)
+        for n in NAMES
+        if any(task_id in (t.get("dataset"), t.get("standin"), t.get("env")) for t in read(n)["tasks"])
+    ]
+    by_mode = [read(n) for n in NAMES if mode in read(n)["modes"]]
+    chosen = (by_task or by_mode or [None])[0]
+    return None if chosen is None else str(chosen["metric"])
