@@ -28,7 +28,8 @@ from fdivrl.runs import rundir as runs
 STATISTICS = ("mean", "median", "iqm", "optimality_gap")
 SCORE_METRICS = ("auto", "d4rl_score", "normalized_score_x100", "mean_return", "success_rate")
 OUTSIDE_SUITES = "mean_return"
-"""What "auto" ranks a run by when no suite says: every env has a return, not every env a goal."""
+"""What "auto" ranks a run by when no suite holds its task or trains its mode: every env has a return, not
+every env a goal."""
 # the optimality gap's threshold: the top of the score's scale (none for returns)
 GAMMA = {"d4rl_score": 100.0, "normalized_score_x100": 100.0, "success_rate": 1.0}
 AGGREGATE = "all tasks"

@@ -38,11 +38,9 @@ def metric_of(task_id: str, mode: str) -> str | None:
     The metric belongs to the task, not to what a run logged: every evaluation stores a success rate,
     which on an env without a goal (Hopper) is a meaningless 0.
     """
-    by_task = [
-        read(n)
-        for n in NAMES
-        if any(task_id in (t.get("dataset"), t.get("standin"), t.get("env")) for t in read(n)["tasks"])
+    every = [read(n) for n in NAMES]
+    holds_task = [
+        s for s in every if any(task_id in (t.get("dataset"), t.get("standin"), t.get("env")) for t in s["tasks"])
     ]
-    by_mode = [read(n) for n in NAMES if mode in read(n)["modes"]]
-    chosen = (by_task or by_mode or [None])[0]
-    return None if chosen is None else str(chosen["metric"])
+    trains_mode = [s for s in every if mode in s["modes"]]
+    return next((str(s["metric"]) for s in holds_task + trains_mode), None)
