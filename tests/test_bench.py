@@ -6,7 +6,12 @@ import contextlib
 import csv
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -232,6 +237,73 @@ def test_a_stop_request_stops_the_whole_sweep_not_just_its_run(tiny_dataset_id, 
     code, report, err = sweep(tiny_dataset_id, tmp_path / "results", "KL,JS")
     assert code == 130 and report == {} and calls == ["KL"]  # JS was not started
     assert len(err.strip().splitlines()) == 1 and "stopped: SIGTERM at step 10 of 20" in err
+
+
+def two_cpus() -> None:
+    if len(B.usable_cpus()) < 2:
+        pytest.skip("--workers 2 needs two usable CPUs")
+
+
+def test_workers_train_groups_at_once_each_pinned_to_its_own_cpus(swept, tiny_dataset_id, tmp_path):
+    """--workers 2: KL and JS at the same time in two processes on disjoint CPUs, training what the
+    one-process sweep trained (to float rounding: XLA splits sums over as many threads as CPUs)."""
+    two_cpus()
+    code, report, err = sweep(tiny_dataset_id, tmp_path, "KL,JS", "--workers", "2")
+    assert code == 0, err
+    assert [(o["per_type"], o["status"]) for o in report["outcomes"]] == [("KL", "finished"), ("JS", "finished")]
+    cpus, pids = [], set()
+    for outcome, before in zip(report["outcomes"], swept[1]["outcomes"], strict=True):
+        run = Path(outcome["run"])
+        log = Path(outcome["log"]).read_text().splitlines()[0]  # "<time> pid <pid> cpus <list>: ..."
+        pids.add(log.split(" pid ")[1].split()[0])
+        cpus.append(set(log.split(" cpus ")[1].split(":")[0].split(",")))
+        assert json.loads((run / runs.CONFIG_FILE).read_text())["platform"]["cpus_usable"] == 1
+        ours, theirs = (runs.read_jsonl(Path(r) / runs.METRICS_FILE) for r in (run, before["run"]))
+        assert [(m["step"], m["seed"]) for m in ours] == [(m["step"], m["seed"]) for m in theirs]
+        for m, n in zip(ours, theirs, strict=True):
+            assert m.keys() == n.keys()
+            assert all(m[k] == pytest.approx(n[k], rel=1e-4, abs=1e-6) for k in m), (m, n)
+    assert len(pids) == 2 and str(os.getpid()) not in pids
+    assert len(cpus[0]) == len(cpus[1]) == 1 and not cpus[0] & cpus[1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--workers", "4096"], "--workers 4096: this process may use only"),
+        (["--workers", "2", "--backend", "ray"], "--workers is for the local backend"),
+    ],
+)
+def test_workers_the_machine_cannot_pin_are_refused_before_any_run(tiny_dataset_id, tmp_path, extra, message):
+    code, report, err = sweep(tiny_dataset_id, tmp_path / "results", "KL", *extra)
+    assert code != 0 and report == {} and len(err.strip().splitlines()) == 1 and message in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_sigterm_to_a_workers_sweep_checkpoints_every_running_group(tiny_dataset_id, tmp_path):
+    """The parent forwards the signal once; each group saves a checkpoint and the sweep stops with 130."""
+    two_cpus()
+    results = tmp_path / "results"
+    argv = ["bench", "antmaze", "--per-types", "KL,JS", "--seeds", "1", "--datasets", tiny_dataset_id]
+    argv += ["--steps", "1000000", "--chunk", "10", "--eval-every", "1000000", "--quiet", "--workers", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fdivrl", *argv, "--results", str(results)], stderr=subprocess.PIPE, text=True
+    )
+    metrics = [
+        results / tiny_dataset_id.replace("/", "_") / f"{p}-offline-quick-s0x1" / runs.METRICS_FILE
+        for p in ("KL", "JS")
+    ]
+    deadline = time.monotonic() + 240
+    while not all(m.exists() and m.stat().st_size for m in metrics):  # both groups are training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and len(err.strip().splitlines()) == 1, err
+    assert err.count("SIGTERM at step") == 2 and "checkpoint saved" in err
+    for m in metrics:
+        assert list((m.parent / "checkpoints").glob("ckpt-*.npz")) and not (m.parent / runs.SUMMARY_FILE).exists()
 
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # ray starts its processes with fork+exec

@@ -47,6 +47,7 @@ def test_create_writes_config_with_versions_and_command(tmp_path: Path) -> None:
         assert name in stored["versions"]
     assert stored["versions"]["fdivrl"]
     assert "machine" in stored["platform"]
+    assert stored["platform"]["cpus_usable"] == len(os.sched_getaffinity(0))  # XLA's thread count: float sums
     assert _no_temp_files(out)
 
 
@@ -82,6 +83,7 @@ def test_resume_allows_steps_and_records_it(tmp_path: Path) -> None:
         stored = run.read_config()
     assert stored["config"]["steps"] == 5000
     assert stored["resumes"][-1]["changed"] == {"config.steps": [1000, 5000]}
+    assert stored["resumes"][-1]["cpus_usable"] == len(os.sched_getaffinity(0))
 
 
 def test_resume_mismatch_names_keys(tmp_path: Path) -> None:

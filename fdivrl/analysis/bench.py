@@ -245,6 +245,13 @@ def is_done(group: Group) -> bool:
     return not runs.config_diff({k: v for k, v in stored.items() if k in wanted}, wanted)
 
 
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (all of them where the OS cannot say)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def run_group(group: Group, reporter: Any = None) -> GroupResult:
     """Train one group (resuming what is there) and record the outcome in its log; never raises an Exception."""
     if is_done(group):
@@ -253,7 +260,8 @@ def run_group(group: Group, reporter: Any = None) -> GroupResult:
     t0 = time.perf_counter()
     with group.log.open("a") as log:
         when = time.strftime("%Y-%m-%dT%H:%M:%S")
-        log.write(f"{when} pid {os.getpid()}: {group.per_type} on {group.target.source} -> {group.out}\n")
+        cpus = ",".join(map(str, usable_cpus()))
+        log.write(f"{when} pid {os.getpid()} cpus {cpus}: {group.per_type} on {group.target.source} -> {group.out}\n")
         log.flush()
         try:
             from fdivrl.training.loop import train
@@ -287,6 +295,20 @@ def run_local(
     return out
 
 
+def skip_finished(
+    groups: Sequence[Group], on_result: Callable[[GroupResult], None]
+) -> tuple[list[GroupResult], list[Group]]:
+    """Report the finished groups as skipped and return them with the rest, so they never cost a worker."""
+    out, todo = [], []
+    for group in groups:
+        if is_done(group):
+            out.append(GroupResult(group, "skipped", "finished earlier with the same config"))
+            on_result(out[-1])
+        else:
+            todo.append(group)
+    return out, todo
+
+
 def run_ray(
     groups: Sequence[Group],
     on_result: Callable[[GroupResult], None],
@@ -298,14 +320,7 @@ def run_ray(
         import ray
     except ImportError as exc:
         raise ConfigError("--backend ray needs ray: pip install 'fdivrl[ray]'") from exc
-    out = []
-    todo = []
-    for group in groups:  # finished groups never cost a worker
-        if is_done(group):
-            out.append(GroupResult(group, "skipped", "finished earlier with the same config"))
-            on_result(out[-1])
-        else:
-            todo.append(group)
+    out, todo = skip_finished(groups, on_result)
     if not todo:
         return out
     started = not ray.is_initialized()
@@ -562,10 +577,15 @@ def run_sweep(
     backend: str = "local",
     address: str | None = None,
     cpus_per_task: float = 1.0,
+    workers: int = 1,
 ) -> Sweep:
     """Run the groups (finished ones are skipped) and write the table next to them."""
     if backend == "ray":
         outcomes = run_ray(groups, on_result, address=address, cpus_per_task=cpus_per_task)
+    elif workers > 1:
+        from fdivrl.analysis.parallel import run_pinned  # it imports this module
+
+        outcomes = run_pinned(groups, on_result, workers)
     else:
         outcomes = run_local(groups, on_result, reporter)
     table = score_table(spec, mode, groups, outcomes)

@@ -77,6 +77,9 @@ def platform_info() -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "hostname": socket.gethostname(),
         "cpu_count": os.cpu_count(),
+        # XLA sizes its CPU thread pool to these, and float sums split over another number of threads
+        # differ in the last bits: bench --workers pins each run to a share of the machine
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     }
     try:
         import jax

@@ -319,6 +319,7 @@ class RunDir:
                 "command": command,
                 "changed": {d: [_get_path(old, d), _get_path(record, d)] for d in diffs},
                 "versions": changed_versions,
+                "cpus_usable": platform_info()["cpus_usable"],
             }
         )
         atomic_write_json(self.config_path, stored)
