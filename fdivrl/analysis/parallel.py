@@ -60,7 +60,8 @@ def _receive(conn: Connection) -> tuple[str, Any]:
 
 
 def run_pinned(groups: Sequence[Group], on_result: Callable[[GroupResult], None], workers: int) -> list[GroupResult]:
-    """Up to ``workers`` groups at a time, each pinned to its share of the usable CPUs."""
+    """Up to ``workers`` groups at a time, each pinned to its share of the usable CPUs; outcomes are
+    reported as they come and returned in the groups' order."""
     out, todo = skip_finished(groups, on_result)
     if not todo:
         return out
@@ -128,4 +129,5 @@ def run_pinned(groups: Sequence[Group], on_result: Callable[[GroupResult], None]
     if received and todo:
         name = signal.Signals(received[0]).name
         raise StopRequested(f"{name} between runs, {len(todo)} not started; the same fdivrl bench command runs them")
-    return out
+    rank = {group.out: k for k, group in enumerate(groups)}
+    return sorted(out, key=lambda r: rank[r.group.out])  # the sweep's order, as the one-process sweep reports
