@@ -78,6 +78,10 @@ def test_pendulum_matches_single_env_loop_and_counts_exactly() -> None:
     np.testing.assert_allclose(result.returns, _single_env_returns(7, 11), rtol=0, atol=1e-9)
     assert not result.successes.any()
     assert result.mean_return == pytest.approx(np.mean(result.returns))
+    # Pendulum has no goal: its records say nothing about success rather than a measured-looking 0
+    assert not result.reports_success
+    record = result.to_dict()
+    assert record["n_episodes"] == 7 and not {"success_rate", "d4rl_score", "successes"} & record.keys()
 
 
 def test_deterministic_and_independent_of_n_envs() -> None:
@@ -107,6 +111,7 @@ def test_variable_length_episodes_counted_exactly(n_envs: int) -> None:
     np.testing.assert_array_equal(result.successes, successes)
     assert result.success_rate == pytest.approx(successes.mean())
     assert result.d4rl_score == pytest.approx(100 * successes.mean())
+    assert result.reports_success and result.to_dict()["d4rl_score"] == pytest.approx(100 * successes.mean())
     assert set(calls) == {min(n_envs, 13)}  # always a full batch
 
 

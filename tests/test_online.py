@@ -161,7 +161,14 @@ def test_cli_online_smoke_writes_a_run_and_resumes(tmp_path, capsys):
     assert summary["status"] == "finished" and summary["mode"] == "online" and summary["steps"] == 120
     assert summary["env"] == "InvertedPendulum-v5" and summary["seeds"] == [0, 1]
     assert summary["score"]["n_evaluations"] == 2
+    # InvertedPendulum has no goal: no success rate or D4RL-style score anywhere, not a made-up 0
+    success_keys = {"success_rate", "d4rl_score", "successes", "train_success"}
+    evals = read_jsonl(out / "eval.jsonl")
+    assert evals and all(not success_keys & e.keys() and "mean_return" in e for e in evals)
+    assert not success_keys & summary["score"].keys() and "mean_return" in summary["score"]
+    assert all(not success_keys & e.keys() for e in summary["final_eval"]["per_seed"])
     metrics = read_jsonl(out / "metrics.jsonl")
+    assert any("train_return" in m for m in metrics) and not any(success_keys & m.keys() for m in metrics)
     assert {m["seed"] for m in metrics} == {0, 1}
     learned = [m for m in metrics if "critic_loss" in m]
     assert learned and all(np.isfinite(m["critic_loss"]) and m["temperature"] > 0 for m in learned)
@@ -269,3 +276,5 @@ def test_score_is_the_mean_of_each_seeds_last_evaluations():
     assert json.loads(json.dumps(score)) == score  # summary.json-ready
     assert _score([], last=10) is None
     assert _score(evals_all[:4], last=10)["per_seed"][0]["d4rl_score"] == pytest.approx(25.0 + 3)
+    goalless = [[{k: v for k, v in e.items() if k == "seed" or k == "mean_return"} for e in ev] for ev in evals_all]
+    assert set(_score(goalless, last=10)) == {"n_evaluations", "mean_return", "per_seed"}

@@ -182,16 +182,17 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     for e in final.get("per_seed", []):
         table.add_row(
             str(e["seed"]),
-            f"{e['d4rl_score']:.1f}",
+            f"{e['d4rl_score']:.1f}" if "d4rl_score" in e else "–",
             f"{e['normalized_score_x100']:.1f}" if "normalized_score_x100" in e else "–",
             f"{e['mean_return']:.1f}",
         )
     console.print(table)
     if summary.get("score"):
         score = summary["score"]
+        d4rl = f", D4RL-style {score['d4rl_score']:.1f}" if "d4rl_score" in score else ""
         console.print(
             f"score (mean over seeds of the last {score['n_evaluations']:.0f} evaluations): "
-            f"return {score['mean_return']:.1f}, D4RL-style {score['d4rl_score']:.1f}"
+            f"return {score['mean_return']:.1f}{d4rl}"
         )
     if summary.get("activity"):
         from fdivrl.analysis import activity

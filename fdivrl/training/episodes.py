@@ -63,19 +63,26 @@ def _where(mask: np.ndarray, new: Obs, old: Obs) -> Obs:
 
 class EnvBatch:
     """A vector env stepped as a whole and reset copy by copy; it keeps each copy's current
-    observation (``obs``, batched like the env's) and ``success`` info (reset or step)."""
+    observation (``obs``, batched like the env's) and ``success`` info (reset or step), and whether
+    the env has reported ``success`` at all (an env without a goal never does, and then a success
+    rate of 0 would be a made-up number)."""
 
     def __init__(self, venv: gym.vector.VectorEnv) -> None:
         self.venv = venv
         self.n: int = venv.num_envs
         self.obs: Obs | None = None  # set by the first reset
         self.success = np.zeros(self.n, dtype=bool)
+        self.reports_success = False
+
+    def _read_success(self, infos: Mapping[str, Any]) -> np.ndarray:
+        self.reports_success |= "success" in infos
+        return info_flags(infos, "success", self.n)
 
     def reset(self, seeds: Sequence[int | None], mask: np.ndarray | None = None) -> None:
         """Reset the copies in ``mask`` (all of them: None), copy ``i`` with ``seeds[i]``."""
         if mask is None:
             obs, infos = self.venv.reset(seed=[None if s is None else int(s) for s in seeds])
-            self.obs, self.success = obs, info_flags(infos, "success", self.n)
+            self.obs, self.success = obs, self._read_success(infos)
             return
         if self.obs is None:
             raise RuntimeError("reset all copies before resetting some of them")
@@ -85,12 +92,12 @@ class EnvBatch:
             options={"reset_mask": mask.copy()},
         )
         self.obs = _where(mask, obs, self.obs)
-        self.success = np.where(mask, info_flags(infos, "success", self.n), self.success)
+        self.success = np.where(mask, self._read_success(infos), self.success)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Step every copy; returns rewards (float64), terminated and truncated (bool) per copy."""
         obs, rewards, terminated, truncated, infos = self.venv.step(actions)
-        self.obs, self.success = obs, info_flags(infos, "success", self.n)
+        self.obs, self.success = obs, self._read_success(infos)
         return np.asarray(rewards, dtype=np.float64), np.asarray(terminated, bool), np.asarray(truncated, bool)
 
 

@@ -83,6 +83,9 @@ class EvalResult:
     successes: np.ndarray
     seed: int
     episode_seeds: tuple[int, ...] = field(default=())
+    reports_success: bool = True
+    """False when the env never put ``success`` in its info (MuJoCo locomotion): the records then
+    carry no success rate or D4RL-style score rather than a 0 that looks measured."""
 
     @property
     def n_episodes(self) -> int:
@@ -127,9 +130,10 @@ class EvalResult:
             "mean_return": self.mean_return,
             "std_return": self.std_return,
             "mean_length": self.mean_length,
-            "success_rate": self.success_rate,
-            "d4rl_score": self.d4rl_score,
         }
+        if self.reports_success:
+            out["success_rate"] = self.success_rate
+            out["d4rl_score"] = self.d4rl_score
         if ref_min is not None and ref_max is not None:
             out["normalized_score_x100"] = self.normalized_score(ref_min, ref_max)
             out["ref_min_score"] = float(ref_min)
@@ -137,7 +141,8 @@ class EvalResult:
         if per_episode:
             out["returns"] = [float(r) for r in self.returns]
             out["lengths"] = [int(n) for n in self.lengths]
-            out["successes"] = [bool(s) for s in self.successes]
+            if self.reports_success:
+                out["successes"] = [bool(s) for s in self.successes]
         return out
 
 
@@ -174,7 +179,8 @@ def evaluate(
     wrong batch shape is a bug, so it raises ValueError/TypeError, not an FdivrlError.
 
     A step counts as a success when ``info["success"]`` is true; an episode succeeds when any of
-    its steps does (the reset info is not counted).
+    its steps does (the reset info is not counted). An env that never reports ``success`` gives a
+    result with ``reports_success=False``.
     """
     if n_episodes < 1:
         raise ConfigError(f"n_episodes must be at least 1, got {n_episodes}")
@@ -204,13 +210,16 @@ def evaluate(
             actions = actions.astype(action_space.dtype, copy=False)
         return actions
 
+    batch = EnvBatch(venv)
     try:
-        for step in run_episodes(EnvBatch(venv), act, seeds):
+        for step in run_episodes(batch, act, seeds):
             for end in step.finished:
                 returns[end.index], lengths[end.index], successes[end.index] = end.ret, end.length, end.success
     finally:
         venv.close()
-    return EvalResult(returns, lengths, successes, seed=int(seed), episode_seeds=tuple(seeds))
+    return EvalResult(
+        returns, lengths, successes, seed=int(seed), episode_seeds=tuple(seeds), reports_success=batch.reports_success
+    )
 
 
 def antmaze_eval_env(env_id: str | gym.envs.registration.EnvSpec, **kwargs: Any) -> gym.Env:

@@ -150,6 +150,7 @@ class SeedEnvs:
         )
         n = len(seeds)
         self.ep_return, self.ep_length, self.ep_success = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, bool)
+        self.reports_success = False  # a goal-less env never does: then no train_success is logged
         self.finished: list[list[tuple[float, int, bool]]] = [[] for _ in seeds]
 
     def random_actions(self) -> np.ndarray:
@@ -170,6 +171,7 @@ class SeedEnvs:
             self.ep_return[i] += float(r)
             self.ep_length[i] += 1
             self.ep_success[i] |= bool(info.get("success", False))
+            self.reports_success |= "success" in info
             if terminated or truncated:
                 self.finished[i].append((float(self.ep_return[i]), int(self.ep_length[i]), bool(self.ep_success[i])))
                 self.ep_return[i], self.ep_length[i], self.ep_success[i] = 0.0, 0, False
@@ -403,7 +405,8 @@ def _train_rows(
         if done:
             row["train_return"] = float(np.mean([d[0] for d in done]))
             row["train_length"] = float(np.mean([d[1] for d in done]))
-            row["train_success"] = float(np.mean([d[2] for d in done]))
+            if envs.reports_success:
+                row["train_success"] = float(np.mean([d[2] for d in done]))
             row["train_episodes"] = float(len(done))
         envs.finished[i] = []
         row["env_s_per_step"] = t_env / k
@@ -432,6 +435,7 @@ def _score(evals_all: list[list[dict[str, Any]]], last: int) -> dict[str, Any] |
     ]
     out: dict[str, Any] = {"n_evaluations": float(len(tail))}
     for key in ("mean_return", "d4rl_score"):
-        out[key] = float(np.mean([p[key] for p in per_seed]))
+        if all(key in p for p in per_seed):  # no d4rl_score where the env has no goal
+            out[key] = float(np.mean([p[key] for p in per_seed]))
     out["per_seed"] = per_seed
     return out
