@@ -23,6 +23,7 @@ from fdivrl.cli.app import main
 from fdivrl.errors import ConfigError
 from fdivrl.runs import rundir as runs
 from fdivrl.runs.lock import RunLock
+from fdivrl.runs.provenance import usable_cpus
 
 TINY = ["--steps", "20", "--chunk", "10", "--eval-every", "10", "--eval-episodes", "1", "--quiet"]
 
@@ -240,7 +241,7 @@ def test_a_stop_request_stops_the_whole_sweep_not_just_its_run(tiny_dataset_id, 
 
 
 def two_cpus() -> None:
-    if len(B.usable_cpus()) < 2:
+    if len(usable_cpus()) < 2:
         pytest.skip("--workers 2 needs two usable CPUs")
 
 

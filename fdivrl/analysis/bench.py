@@ -32,6 +32,7 @@ from fdivrl.data import datasets as minari_data
 from fdivrl.errors import ConfigError, DatasetError, FdivrlError
 from fdivrl.runs import rundir as runs
 from fdivrl.runs.lock import RunLocked
+from fdivrl.runs.provenance import usable_cpus
 
 # column tags and what they mean (the legend under every table)
 METRIC_LABELS = {
@@ -243,13 +244,6 @@ def is_done(group: Group) -> bool:
     wanted = json.loads(json.dumps(group.config.to_dict()))
     # the stored record adds facts about the data (data, env_id) beside the config: compare the config
     return not runs.config_diff({k: v for k, v in stored.items() if k in wanted}, wanted)
-
-
-def usable_cpus() -> list[int]:
-    """The CPUs this process may run on (all of them where the OS cannot say)."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
 
 
 def run_group(group: Group, reporter: Any = None) -> GroupResult:

@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from fdivrl.analysis.bench import Group, GroupResult, run_group, skip_finished, usable_cpus
+from fdivrl.analysis.bench import Group, GroupResult, run_group, skip_finished
 from fdivrl.errors import ConfigError
+from fdivrl.runs.provenance import usable_cpus
 from fdivrl.runs.stop import SIGNALS, Interrupted, StopRequested
 
 

@@ -94,10 +94,11 @@ def bench(
         raise ConfigError(f"--cpus-per-task must be > 0, got {cpus_per_task}")
     if workers != 1:
         from fdivrl.analysis.parallel import cpu_slices
+        from fdivrl.runs.provenance import usable_cpus
 
         if backend == "ray":
             raise ConfigError("--workers is for the local backend; Ray places its tasks by --cpus-per-task")
-        cpu_slices(workers, B.usable_cpus())  # refuse a count the machine cannot pin before any run starts
+        cpu_slices(workers, usable_cpus())  # refuse a count the machine cannot pin before any run starts
     usable_dir("--results", results)
     spec, mode, groups, missing = B.prepare(
         suite,

@@ -68,6 +68,13 @@ def source_revision() -> str | None:
     return f"{sha}+changes" if dirty else sha
 
 
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (all of them where the OS cannot say)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def platform_info() -> dict[str, Any]:
     """Where the run ran: OS, CPU, host and the JAX backend (numbers differ across backends)."""
     info: dict[str, Any] = {
@@ -79,7 +86,7 @@ def platform_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         # XLA sizes its CPU thread pool to these, and float sums split over another number of threads
         # differ in the last bits: bench --workers pins each run to a share of the machine
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus_usable": len(usable_cpus()),
     }
     try:
         import jax

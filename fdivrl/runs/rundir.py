@@ -54,7 +54,7 @@ from fdivrl.runs.io import (
     truncate_jsonl,
 )
 from fdivrl.runs.lock import RunLock
-from fdivrl.runs.provenance import platform_info, versions
+from fdivrl.runs.provenance import platform_info, usable_cpus, versions
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -319,7 +319,7 @@ class RunDir:
                 "command": command,
                 "changed": {d: [_get_path(old, d), _get_path(record, d)] for d in diffs},
                 "versions": changed_versions,
-                "cpus_usable": platform_info()["cpus_usable"],
+                "cpus_usable": len(usable_cpus()),
             }
         )
         atomic_write_json(self.config_path, stored)

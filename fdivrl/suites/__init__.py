@@ -35,8 +35,8 @@ def metric_of(task_id: str, mode: str) -> str | None:
     that of the suite `fdivrl bench` trains `mode` in (any dataset offline: AntMaze's success; any env
     online: MuJoCo's return); None when no suite has either.
 
-    The metric belongs to the task, not to what a run logged: every evaluation stores a success rate,
-    which on an env without a goal (Hopper) is a meaningless 0.
+    The metric belongs to the task, not to what a run logged: evaluations made before fdivrl left
+    success out on envs without a goal stored a meaningless success rate of 0 there (Hopper).
     """
     every = [read(n) for n in NAMES]
     holds_task = [
