@@ -18,6 +18,8 @@ Tests that damage a dataset must work on a copy (``tiny_datasets.copy_dataset``)
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,8 +31,26 @@ os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 import pytest
 from tiny_datasets import make_box_dataset, make_tiny_antmaze  # tests/ is on sys.path (rootdir conftest)
 
+from fdivrl import compile_cache
+
+# One compilation cache for the session, shared by both xdist workers and every subprocess they
+# start (the CLI tests compile the same programs many times), fresh each session and never the
+# user's ~/.cache. The process that makes it (xdist's controller, which the workers inherit it
+# from, or a run without xdist) deletes it at the end.
+_MADE_CACHE = "FDIVRL_TEST_COMPILE_CACHE" not in os.environ
+if _MADE_CACHE:
+    os.environ["FDIVRL_TEST_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="fdivrl-test-compile-cache-")
+os.environ["FDIVRL_COMPILE_CACHE"] = os.environ["FDIVRL_TEST_COMPILE_CACHE"]
+os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+compile_cache.enable()
+
 TINY_ANTMAZE_ID = "fdivrl-test/antmaze-tiny-v1"
 BOX_DATASET_ID = "fdivrl-test/box-tiny-v0"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _MADE_CACHE:
+        shutil.rmtree(os.environ["FDIVRL_TEST_COMPILE_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

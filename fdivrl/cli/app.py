@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.markup import escape
 
+from fdivrl import compile_cache
 from fdivrl.cli import bench, compare, data, divergences, train  # noqa: F401  (registers the commands)
 from fdivrl.cli.common import app, err_console
 from fdivrl.errors import FdivrlError
@@ -16,6 +17,7 @@ from fdivrl.runs.stop import Interrupted, StopRequested, interrupts_raise
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn every user error into one line and an exit code."""
     command = typer.main.get_command(app)
+    compile_cache.enable()
     try:
         with interrupts_raise():
             code = command.main(args=argv, prog_name="fdivrl", standalone_mode=False)
