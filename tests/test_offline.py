@@ -212,10 +212,17 @@ def test_cli_train_stopped_by_sigterm_exits_130_with_one_line_and_resumes(
     assert code == 130 and len(err.strip().splitlines()) == 1, (sout, err)
     assert "SIGTERM at step 10 of 30: checkpoint saved" in err and "--resume" in err
     assert latest_checkpoint(out / "checkpoints").step == 10
+    code, sout, _ = cli(["status", str(out), "--json"], capsys)  # what `fdivrl status` makes of a real stopped run
+    row = json.loads(sout)
+    assert (code, row["state"], row["step"], row["checkpoint"], row["steps"]) == (0, "stopped", 10, 10, 30)
+    assert row["activity"]["status"] in ("active", "inactive") and row["holder"] == ""
     monkeypatch.setattr(RichReporter, "advance", advance)
     code, _, err = cli([*argv, "--resume"], capsys)
     assert code == 0, err
     assert json.loads((out / "summary.json").read_text())["steps"] == 30
+    code, sout, _ = cli(["status", str(out), "--json"], capsys)
+    row = json.loads(sout)
+    assert (row["state"], row["step"], row["eval_step"], row["metric"]) == ("finished", 30, 30, "d4rl_score")
 
 
 def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_dataset_id, tmp_path):

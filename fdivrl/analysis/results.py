@@ -136,11 +136,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def load_run(path: Path) -> Run:
     """The finished run in `path`; raises UnfinishedRun or CorruptRun (with the reason) otherwise."""
     path = Path(path)
-    if not (path / runs.CONFIG_FILE).is_file():
-        raise CorruptRun(f"no {runs.CONFIG_FILE} (the run's config is missing)")
-    config = _read_json(path / runs.CONFIG_FILE).get("config")
-    if not isinstance(config, dict) or not config.get("per_type"):
-        raise CorruptRun("config.json names no per_type")
+    config = read_config(path)
     if not (path / runs.SUMMARY_FILE).exists():
         raise UnfinishedRun("unfinished (no summary.json)")
     summary = _read_json(path / runs.SUMMARY_FILE)
@@ -157,7 +153,7 @@ def load_run(path: Path) -> Run:
             raise ValueError(f"score.n_evaluations is {n_evaluations}")
         data = summary.get("data") or config.get("data") or {}
         mode = str(config.get("mode", summary.get("mode", "offline")))
-        prioritized = bool((config.get("replay") or {}).get("prioritized", config["per_type"] != "uniform"))
+        prioritized = is_prioritized(config)
         act = summary.get("activity")
         if isinstance(act, dict):
             per_seed_act = {
@@ -165,7 +161,7 @@ def load_run(path: Path) -> Run:
             }
         else:
             per_seed_act = {s: activity.seed_record(r) for s, r in activity.last_rows(_metrics(path)).items()}
-        task = config.get("env") if mode == "online" and config.get("env") else config.get("dataset")
+        task = task_of(config, mode)
         return Run(
             path=path,
             per_type=str(config["per_type"]),
@@ -183,6 +179,26 @@ def load_run(path: Path) -> Run:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptRun(f"summary.json is malformed ({type(exc).__name__}: {exc})") from exc
+
+
+def task_of(config: dict[str, Any], mode: str | None = None) -> str:
+    """The dataset id (offline, finetune) or env id (online) a run's config trains on."""
+    online = (mode or config.get("mode")) == "online" and config.get("env")
+    return str(config.get("env") if online else config.get("dataset"))
+
+
+def is_prioritized(config: dict[str, Any]) -> bool:
+    return bool((config.get("replay") or {}).get("prioritized", config["per_type"] != "uniform"))
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The run config in `path`/config.json; raises CorruptRun when it is missing or names no per_type."""
+    if not (path / runs.CONFIG_FILE).is_file():
+        raise CorruptRun(f"no {runs.CONFIG_FILE} (the run's config is missing)")
+    config = _read_json(path / runs.CONFIG_FILE).get("config")
+    if not isinstance(config, dict) or not config.get("per_type"):
+        raise CorruptRun("config.json names no per_type")
+    return config
 
 
 def _metrics(path: Path) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from fdivrl import compile_cache
-from fdivrl.cli import bench, compare, data, divergences, train  # noqa: F401  (registers the commands)
+from fdivrl.cli import bench, compare, data, divergences, status, train  # noqa: F401  (registers the commands)
 from fdivrl.cli.common import app, err_console
 from fdivrl.errors import FdivrlError
 from fdivrl.runs.stop import Interrupted, StopRequested, interrupts_raise

@@ -226,6 +226,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     return Checkpoint(path, int(manifest["step"]), manifest["meta"], manifest["leaves"], arrays)
 
 
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint's manifest (step, meta, leaves) without reading or verifying its arrays: cheap, for
+    reports on runs that are still writing; raises :class:`FdivrlError` if unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return json.loads(npz[_MANIFEST].tobytes().decode())
+    except Exception as exc:  # a file pruned or replaced under us, or damaged
+        raise FdivrlError(f"checkpoint {path} is unreadable: {type(exc).__name__}: {exc}") from exc
+
+
 def latest_checkpoint(directory: str | os.PathLike[str], quarantine: bool = False) -> Checkpoint | None:
     """The newest readable checkpoint, skipping damaged ones with a warning (None if none).
 

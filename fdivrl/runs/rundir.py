@@ -76,6 +76,8 @@ EVAL_FILE = "eval.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
 LOCK_FILE = ".lock"
+WALL_KEY = "wall_s"
+"""The checkpoint meta key of a run's wall time up to that checkpoint (resumed segments summed)."""
 DEFAULT_ALLOWED_CHANGES: tuple[str, ...] = ("steps", "resume", "out")
 
 

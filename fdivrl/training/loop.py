@@ -100,7 +100,7 @@ class Mode(Protocol):
     def close(self) -> None: ...
 
 
-WALL_KEY = "wall_s"
+WALL_KEY = runs.WALL_KEY
 
 
 @dataclasses.dataclass(frozen=True)
