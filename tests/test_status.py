@@ -96,7 +96,7 @@ def test_cli_prints_a_table_and_json_lines(tmp_path, monkeypatch):
     start_run(tmp_path / "r" / "KL-run", "KL", ess=0.3).close()
     code, out, err = cli(["status", str(tmp_path / "r")])
     assert code == 0, err
-    assert "stopped (checkpoint 100)" in out and "0 / 10 at 50" in out
+    assert "KL-run" in out and "stopped @100" in out and "100/300" in out and "0 10 @50" in out
     assert "active: ESS 0.30, floor 10–20%, cap 0%" in " ".join(out.split())
     code, out, err = cli(["status", str(tmp_path / "r"), "--json"])
     assert code == 0, err

@@ -23,11 +23,15 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
+def _steps(n: int) -> str:
+    return f"{n / 1000:g}k" if n >= 1000 else str(n)
+
+
 def _scores(p) -> str:
     if p.eval_step is None:
         return "–"
-    values = " / ".join(f"{p.evals[s]:.4g}" for s in sorted(p.evals))
-    return f"{values} at {p.eval_step:,}"
+    values = (p.evals[s] for s in sorted(p.evals))
+    return f"{' '.join(f'{v:.0f}' if abs(v) >= 100 else f'{v:.3g}' for v in values)} @{_steps(p.eval_step)}"
 
 
 def _priorities(activity: dict) -> str:
@@ -38,13 +42,18 @@ def _priorities(activity: dict) -> str:
         values = [scale * r[key] for r in seeds if key in r]
         if not values:
             return "?"
-        lo, hi = min(values), max(values)
-        return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}–{hi:{fmt}}"
+        lo, hi = f"{min(values):{fmt}}", f"{max(values):{fmt}}"
+        return lo if lo == hi else f"{lo}–{hi}"
 
     if status in ("uniform", "not measured"):
         return status
     floor, cap = span("floor_frac", 100, ".0f"), span("cap_frac", 100, ".0f")
     return f"{status}: ESS {span('ess_frac')}, floor {floor}%, cap {cap}%"
+
+
+def _label(path: Path, root: Path) -> str:
+    """The run's directory as found under the root the user named (its own name when it is the root)."""
+    return path.name if path == root else str(path.relative_to(root))
 
 
 @app.command()
@@ -66,29 +75,28 @@ def status(
     missing = [str(p) for p in roots if not p.exists()]
     if missing or not roots:
         raise ConfigError(f"no such directory: {', '.join(missing) or ' or '.join(map(str, DEFAULT_ROOTS))}")
-    found = progress.scan(roots)
+    found = [(root, p) for root in roots for p in progress.scan([root])]
     if not found:
         raise ConfigError(f"no run directories under {', '.join(map(str, roots))}")
     if json_out:
-        for p in found:
+        for _, p in found:
             print(json.dumps(p.to_json()))
         return
-    table = Table(title="runs", title_justify="left")
-    headers = ("task", "per_type", "preset", "state", "step", "steps/s", "ETA", "last evaluation", "priorities")
-    for header in (*headers, "directory"):
-        table.add_column(header)
-    for p in found:
-        step = f"{p.step:,}/{p.steps:,}" if p.steps else f"{p.step:,}"
-        state = p.state if p.state != "running" else f"running ({p.holder})"
-        if p.state == "stopped" and p.checkpoint is not None:
-            state = f"stopped (checkpoint {p.checkpoint:,})"
-        cells = [p.task, p.per_type, p.preset, state, step, f"{p.rate:.1f}" if p.rate else "–", _duration(p.eta_s)]
-        cells += [_scores(p), _priorities(p.activity) if p.state != "corrupt" else p.note, str(p.path)]
+    table = Table(title=f"runs under {', '.join(map(str, roots))}", title_justify="left")
+    for header in ("run", "per_type", "state", "step", "ETA", "last evaluation", "priorities"):
+        table.add_column(header, overflow="fold")
+    for root, p in found:
+        step = f"{_steps(p.step)}/{_steps(p.steps)}" if p.steps else _steps(p.step)
+        state = f"stopped @{_steps(p.checkpoint)}" if p.state == "stopped" and p.checkpoint is not None else p.state
+        note = _priorities(p.activity) if p.state != "corrupt" else p.note
+        cells = [_label(p.path, root), p.per_type, state, step, _duration(p.eta_s), _scores(p), note]
         table.add_row(*(escape(c) for c in cells))
     console.print(table)
-    metrics = sorted({p.metric for p in found if p.metric})
+    metrics = sorted({p.metric for _, p in found if p.metric})
     console.print(
-        f"last evaluation: {', '.join(metrics) or 'score'} per seed at that step; ESS: (Σw)²/(N·Σw²) of the stored "
-        "priorities, 1 = uniform; floor/cap: share of stored weights there. A stopped run resumes with "
-        "`fdivrl train --resume --out <dir>` or the same bench command."
+        f"last evaluation: each seed's {' or '.join(metrics) or 'score'} @ its step; ETA at the speed of the last "
+        "checkpoint interval; ESS: (Σw)²/(N·Σw²) of the stored priorities, 1 = uniform; floor/cap: share of the "
+        "stored weights there. A stopped run resumes with `fdivrl train --resume --out <dir>` or its bench command; "
+        "--json has every field.",
+        highlight=False,
     )
