@@ -129,6 +129,9 @@ def bench(
         else:
             console.print(f"[red]{r.status}[/] {escape(what)}: {escape(r.message)} (log: {r.group.log})")
 
+    if not json_out:
+        where = escape(str(results))
+        console.print(f"{len(groups)} group(s) under {where}; `fdivrl status {where}` shows where they stand")
     sweep = B.run_sweep(
         spec,
         mode,
