@@ -7,7 +7,8 @@ process) that builds the umaze quick preset's learner (AntMaze shapes), initiali
 vmapped seeds and runs one ``--chunk``-step update: everything a training run does before its
 first logged step except loading data. Three processes, one after another: the cache off, the
 cache cold (a fresh directory), the cache warm (the same directory again). Prints the seconds
-of each phase and the warm/cold ratios. The last line is one JSON object.
+of each phase (setup_s: data and learner construction, after JAX's import; process_s: the whole
+process, imports included) and the warm/cold ratios. The last line is one JSON object.
 """
 
 from __future__ import annotations

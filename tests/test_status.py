@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -43,20 +42,17 @@ def start_run(path: Path, per_type: str, ess: float, steps: int = 300, evals=((5
     return run
 
 
-def dead_pid() -> int:
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
-
-
 def test_every_state_a_run_can_be_in(tmp_path):
     root = tmp_path / "results"
     running = start_run(root / "running", "KL", ess=0.3)  # still open: its lock is held by this (live) process
     start_run(root / "stopped", "JS-exact", ess=0.99).close()
-    killed = start_run(root / "killed", "KL", ess=0.3)
-    killed.close()
+    start_run(root / "killed", "KL", ess=0.3).close()
     lock = json.loads((root / "running" / runs.LOCK_FILE).read_text())
-    (root / "killed" / runs.LOCK_FILE).write_text(json.dumps({**lock, "pid": dead_pid()}))
+    # a killed writer leaves its stamp, and its pid may belong to a live process since (here: this one)
+    (root / "killed" / runs.LOCK_FILE).write_text(json.dumps(lock))
+    early = runs.RunDir.create(root / "early", {"per_type": "KL", "dataset": TASK, "steps": 10}, seeds={"seeds": [0]})
+    early.log_metrics({"step": 5, "seed": 0, "priority_ess_frac": 0.5})
+    early.close()  # killed before its first checkpoint
     finished = start_run(root / "finished", "uniform", ess=1.0, steps=100, evals=((100, {0: 70.0, 1: 80.0}),))
     finished.write_summary({"status": "finished"})
     finished.close()
@@ -70,6 +66,7 @@ def test_every_state_a_run_can_be_in(tmp_path):
 
     assert {name: p.state for name, p in found.items()} == {
         "broken": "corrupt",
+        "early": "stopped",
         "finished": "finished",
         "killed": "stopped",
         "new": "new",
@@ -84,7 +81,7 @@ def test_every_state_a_run_can_be_in(tmp_path):
     assert run.activity["status"] == "active"
     assert [r["floor_frac"] for r in run.activity["per_seed"]] == pytest.approx([0.1, 0.2])
     assert found["stopped"].activity["status"] == "inactive" and found["stopped"].eta_s is None
-    assert found["killed"].holder == ""
+    assert found["killed"].holder == "" and found["early"].checkpoint is None
     assert found["finished"].evals == {0: 70.0, 1: 80.0} and found["finished"].activity["status"] == "uniform"
     assert "config" in found["broken"].note
 

@@ -23,16 +23,14 @@ from fdivrl.errors import FdivrlError
 from fdivrl.runs import checkpoint
 from fdivrl.runs import rundir as runs
 
-STATES = ("finished", "running", "stopped", "new", "corrupt")
-"""finished: summary.json says so. running: the process holding the run's lock is alive on this host
-(or holds it on another host). stopped: a checkpoint and no live writer (resume with --resume or the
-same bench command). new: nothing trained yet. corrupt: the directory cannot be read as a run."""
-
 
 @dataclass(frozen=True)
 class RunProgress:
     path: Path
     state: str
+    """finished: summary.json says so. running: a process holds the run's lock. stopped: trained some
+    steps and nobody holds the lock (resume it from `checkpoint`; None: killed before its first).
+    new: nothing trained yet. corrupt: the directory cannot be read as a run (`note` says why)."""
     per_type: str = "?"
     task: str = "?"
     preset: str = "?"
@@ -68,24 +66,50 @@ class RunProgress:
         return {**out, "path": str(self.path), "seeds": list(self.seeds), "eta_s": self.eta_s}
 
 
-def _holder(path: Path) -> tuple[bool, str]:
-    """(whether a live process holds the run, who). The lock file names its holder while held and is
-    emptied on release; a holder that died without releasing (killed) is checked by its pid."""
+def _kernel_lock(lock: Path) -> bool | None:
+    """Whether the kernel holds a flock on `lock` (Linux lists them in /proc/locks, with each file's
+    device and inode); None where it cannot say (no /proc/locks, no lock file)."""
     try:
-        info = json.loads((path / runs.LOCK_FILE).read_text() or "{}")
-        pid, host = int(info["pid"]), str(info["host"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False, ""
-    who = f"pid {pid} on {host}"
-    if host != socket.gethostname():
-        return True, who  # cannot check another machine's processes: trust the lock file
+        st = lock.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    return any("FLOCK" in fields and inode in fields for fields in (line.split() for line in table.splitlines()))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False, ""
+    except (ProcessLookupError, OverflowError):
+        return False
     except PermissionError:
         pass  # alive, another user's
-    return True, who
+    return True
+
+
+def _holder(path: Path) -> tuple[bool, str]:
+    """(whether a process holds the run's lock, who). The kernel drops a flock when its holder dies,
+    so its lock table is the answer; the lock file only names the holder (it is emptied on release,
+    but a killed holder leaves its pid there, which another process may have reused since). Without
+    /proc/locks: the named pid's liveness on this host; a holder on another host is taken at its word."""
+    lock = path / runs.LOCK_FILE
+    try:
+        info = json.loads(lock.read_text() or "{}")
+        pid, host = int(info["pid"]), str(info["host"])
+        who = f"pid {pid} on {host}"
+    except (OSError, ValueError, KeyError, TypeError):
+        pid, host, who = 0, "", ""
+    held = _kernel_lock(lock)
+    if held is not None and host in ("", socket.gethostname()):
+        return held, who if held else ""
+    if not who:
+        return False, ""
+    if host != socket.gethostname():
+        return True, f"{who} (not checked)"
+    return (True, who) if _pid_alive(pid) else (False, "")
 
 
 def _rate(path: Path) -> tuple[int | None, float | None]:
@@ -125,15 +149,16 @@ def progress(path: Path) -> RunProgress:
         evals = R.read_log(path / runs.EVAL_FILE)
     except R.CorruptRun as exc:
         return RunProgress(path, "corrupt", note=str(exc))
-    alive, holder = _holder(path)
-    newest, rate = _rate(path)
-    if runs.is_finished(path):
-        state = "finished"
-    elif alive:
-        state = "running"
-    else:
-        state = "stopped" if newest is not None else "new"
     try:
+        alive, holder = _holder(path)
+        newest, rate = _rate(path)
+        step = max((int(r["step"]) for r in metrics if "step" in r), default=0)
+        if runs.is_finished(path):
+            state = "finished"
+        elif alive:
+            state = "running"
+        else:
+            state = "stopped" if newest is not None or step > 0 else "new"
         mode = str(config.get("mode", "offline"))
         task = R.task_of(config, mode)
         metric, eval_step, scores = _latest_evals(evals, suites.metric_of(task, mode))
@@ -146,7 +171,7 @@ def progress(path: Path) -> RunProgress:
             mode=mode,
             seeds=tuple(int(s) for s in config.get("seeds") or ()),
             steps=int(config["steps"]) if config.get("steps") is not None else None,
-            step=max((int(r["step"]) for r in metrics if "step" in r), default=0),
+            step=step,
             checkpoint=newest,
             rate=rate,
             holder=holder,
@@ -155,8 +180,8 @@ def progress(path: Path) -> RunProgress:
             evals=scores,
             activity=activity.summarize(R.is_prioritized(config), metrics),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        return RunProgress(path, "corrupt", note=f"config.json or a log is malformed ({type(exc).__name__}: {exc})")
+    except (OSError, FdivrlError, KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        return RunProgress(path, "corrupt", note=f"unreadable as a run ({type(exc).__name__}: {exc})")
 
 
 def scan(roots: list[Path]) -> list[RunProgress]:

@@ -87,7 +87,9 @@ def status(
         table.add_column(header, overflow="fold")
     for root, p in found:
         step = f"{_steps(p.step)}/{_steps(p.steps)}" if p.steps else _steps(p.step)
-        state = f"stopped @{_steps(p.checkpoint)}" if p.state == "stopped" and p.checkpoint is not None else p.state
+        state = p.state
+        if p.state == "stopped":
+            state = f"stopped @{_steps(p.checkpoint)}" if p.checkpoint is not None else "stopped, no checkpoint"
         note = _priorities(p.activity) if p.state != "corrupt" else p.note
         cells = [_label(p.path, root), p.per_type, state, step, _duration(p.eta_s), _scores(p), note]
         table.add_row(*(escape(c) for c in cells))
@@ -96,7 +98,8 @@ def status(
     console.print(
         f"last evaluation: each seed's {' or '.join(metrics) or 'score'} @ its step; ETA at the speed of the last "
         "checkpoint interval; ESS: (Σw)²/(N·Σw²) of the stored priorities, 1 = uniform; floor/cap: share of the "
-        "stored weights there. A stopped run resumes with `fdivrl train --resume --out <dir>` or its bench command; "
+        "stored weights there. A stopped run resumes with `fdivrl train --config <dir> --out <dir> --resume` or its "
+        "bench command; "
         "--json has every field.",
         highlight=False,
     )
