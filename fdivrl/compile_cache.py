@@ -16,7 +16,7 @@ took 10 min 47 s instead of 7 min 41 s without a cache; with plain files, 6 min 
 eviction JAX writes an entry in place (truncate, then write), so two processes compiling the same
 program at once (bench --workers, xdist) could interleave their bytes, and a process killed while
 writing would leave a truncated entry that JAX never replaces; fdivrl makes those writes a
-temporary file renamed into place (`_atomic_entries`).
+temporary file renamed into place (`atomic_entries`).
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def enable(environ: MutableMapping[str, str] = os.environ) -> Path | None:
         return None
     theirs = environ.get("JAX_COMPILATION_CACHE_DIR")
     if theirs:
+        atomic_entries()
         jax.config.update("jax_compilation_cache_dir", theirs)  # in case JAX was imported before it was set
         return Path(theirs)
     path = Path(setting or default_dir(environ)).expanduser()
@@ -81,7 +82,7 @@ def enable(environ: MutableMapping[str, str] = os.environ) -> Path | None:
             stacklevel=2,
         )
         return None
-    _atomic_entries()
+    atomic_entries()
     _set(environ, "jax_enable_compilation_cache", True)
     _set(environ, "jax_compilation_cache_dir", str(path))
     # every program: the eager init's many small ones add up to most of a short run's start
@@ -122,9 +123,11 @@ def prune(path: Path, max_bytes: int, temp_age_s: float = 3600.0) -> int:
     return freed + dropped
 
 
-def _atomic_entries() -> None:
+def atomic_entries() -> None:
     """Make JAX's file cache write each entry to a temporary file and rename it into place, so a
-    reader sees a whole entry or none. Patches jax._src.lru_cache.LRUCache.put (JAX 0.10 writes in
+    reader sees a whole entry or none. enable() calls it, and so does every training run
+    (training.loop.train): the processes bench --workers and Ray start inherit the cache through
+    the environment, not this patch. Patches jax._src.lru_cache.LRUCache.put (JAX 0.10 writes in
     place when eviction is off); a JAX without that class keeps its own writes."""
     try:
         from jax._src import lru_cache

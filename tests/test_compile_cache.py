@@ -123,3 +123,21 @@ def test_prune_deletes_what_killed_writers_left_but_not_entries_being_written(tm
     os.utime(left, (1e9, 1e9))
     assert compile_cache.prune(tmp_path, 400) == 10
     assert not left.exists() and writing.exists()
+
+
+def test_every_training_run_makes_cache_writes_atomic_before_it_compiles(tiny_dataset_id, tmp_path, monkeypatch):
+    """bench --workers and Ray start processes that inherit the cache through the environment
+    without calling enable(): the training run itself installs the atomic writes."""
+    from fdivrl import config as C
+    from fdivrl.training import loop
+
+    class Installed(Exception):
+        pass
+
+    def install() -> None:
+        raise Installed
+
+    monkeypatch.setattr(compile_cache, "atomic_entries", install)
+    with pytest.raises(Installed):
+        loop.train(C.preset_config("quick", tiny_dataset_id, "KL"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # before the run directory, let alone a compile

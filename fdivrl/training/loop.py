@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
+from fdivrl import compile_cache
 from fdivrl.analysis import activity
 from fdivrl.config import TrainConfig
 from fdivrl.core import divergences as D
@@ -132,6 +133,7 @@ def train(
     """
     t_start = time.perf_counter()
     cfg.validate()
+    compile_cache.atomic_entries()  # a worker bench started inherits the cache, not enable()'s patch
     # the modes import this module, so they are looked up here
     if cfg.mode == "offline":
         from fdivrl.training.offline import OfflineMode as make_mode
