@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fdivrl import config as C
+from fdivrl.analysis import values
 from fdivrl.cli.app import main
 from fdivrl.cli.train import load_train_config
 from fdivrl.errors import TrainingDiverged
@@ -50,6 +51,8 @@ def test_cli_train_writes_a_complete_run_directory(tiny_dataset_id, tmp_path, ca
     assert {"d4rl_score", "success_rate", "mean_return", "normalized_score_x100"} <= set(final)
     assert [e["seed"] for e in final["per_seed"]] == [0, 1]
     assert summary["data"]["is_local_standin"] is True
+    # the test dataset belongs to no suite, so no reward bounds: the value check claims nothing
+    assert summary["values"]["status"] == "not measured" and summary["values"]["rule"] == values.RULE
 
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["per_type"] == "KL" and config["seeds"] == {"seeds": [0, 1]}

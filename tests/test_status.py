@@ -25,14 +25,19 @@ def cli(argv: list[str]) -> tuple[int, str, str]:
     return exit_info.value.code, out.getvalue(), err.getvalue()
 
 
-def start_run(path: Path, per_type: str, ess: float, steps: int = 300, evals=((50, {0: 0.0, 1: 10.0}),)) -> runs.RunDir:
-    """A run that has trained to step 100 with checkpoints at 50 (60 s) and 100 (85 s): 2 steps/s."""
+def start_run(
+    path: Path, per_type: str, ess: float, steps: int = 300, evals=((50, {0: 0.0, 1: 10.0}),), q: float = -20.0
+) -> runs.RunDir:
+    """A run that has trained to step 100 with checkpoints at 50 (60 s) and 100 (85 s): 2 steps/s;
+    its mean Q is -20 at step 50 and `q` at 100 (AntMaze after the shift: returns in [-100, 0])."""
     config = {"per_type": per_type, "mode": "offline", "dataset": TASK, "preset": "quick", "seeds": [0, 1]}
+    config |= {"data": {"reward_shift": -1.0}}
     config |= {"steps": steps, "replay": {"prioritized": per_type != "uniform"}}
     run = runs.RunDir.create(path, config, seeds={"seeds": [0, 1]})
     for step in (50, 100):
         for seed in (0, 1):
             row = {"step": step, "seed": seed, "priority_ess_frac": ess, "priority_floor_frac": 0.1 * (seed + 1)}
+            row |= {"q_mean": -20.0 if step == 50 else q}
             run.log_metrics(row | {"priority_cap_frac": 0.0, "loss_weight_cv": 0.5})
     for step, scores in evals:
         for seed, score in scores.items():
@@ -45,7 +50,7 @@ def start_run(path: Path, per_type: str, ess: float, steps: int = 300, evals=((5
 def test_every_state_a_run_can_be_in(tmp_path):
     root = tmp_path / "results"
     running = start_run(root / "running", "KL", ess=0.3)  # still open: its lock is held by this (live) process
-    start_run(root / "stopped", "JS-exact", ess=0.99).close()
+    start_run(root / "stopped", "JS-exact", ess=0.99, q=500.0).close()
     start_run(root / "killed", "KL", ess=0.3).close()
     lock = json.loads((root / "running" / runs.LOCK_FILE).read_text())
     # a killed writer leaves its stamp, and its pid may belong to a live process since (here: this one)
@@ -81,6 +86,8 @@ def test_every_state_a_run_can_be_in(tmp_path):
     assert run.activity["status"] == "active"
     assert [r["floor_frac"] for r in run.activity["per_seed"]] == pytest.approx([0.1, 0.2])
     assert found["stopped"].activity["status"] == "inactive" and found["stopped"].eta_s is None
+    assert run.values["status"] == "bounded" and found["stopped"].values["status"] == "diverged"
+    assert [s["diverged_at"] for s in found["stopped"].values["per_seed"]] == [100, 100]
     assert found["killed"].holder == "" and found["early"].checkpoint is None
     assert found["finished"].evals == {0: 70.0, 1: 80.0} and found["finished"].activity["status"] == "uniform"
     assert "config" in found["broken"].note
@@ -91,14 +98,17 @@ def test_cli_prints_a_table_and_json_lines(tmp_path, monkeypatch):
 
     monkeypatch.setattr(console, "width", 300)  # one line per row
     start_run(tmp_path / "r" / "KL-run", "KL", ess=0.3).close()
+    start_run(tmp_path / "r" / "JS-run", "JS", ess=0.3, q=4057.0).close()
     code, out, err = cli(["status", str(tmp_path / "r")])
     assert code == 0, err
+    assert "DIVERGED from @100" in out and out.count("│ ok ") == 1
     assert "KL-run" in out and "stopped @100" in out and "100/300" in out and "0 10 @50" in out
     assert "active: ESS 0.30, floor 10–20%, cap 0%" in " ".join(out.split())
     code, out, err = cli(["status", str(tmp_path / "r"), "--json"])
     assert code == 0, err
-    (row,) = [json.loads(line) for line in out.splitlines()]
-    assert row["state"] == "stopped" and row["per_type"] == "KL" and row["evals"] == {"0": 0.0, "1": 10.0}
+    js, kl = [json.loads(line) for line in out.splitlines()]  # in path order
+    assert kl["state"] == "stopped" and kl["per_type"] == "KL" and kl["evals"] == {"0": 0.0, "1": 10.0}
+    assert js["values"]["status"] == "diverged" and kl["values"]["status"] == "bounded"
 
 
 @pytest.mark.parametrize(

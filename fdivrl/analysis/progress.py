@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fdivrl import suites
-from fdivrl.analysis import activity
+from fdivrl.analysis import activity, values
 from fdivrl.analysis import results as R
 from fdivrl.errors import FdivrlError
 from fdivrl.runs import checkpoint
@@ -52,6 +52,8 @@ class RunProgress:
     """Seed -> `metric` at its newest evaluation (`eval_step`)."""
     activity: dict[str, Any] = field(default_factory=dict)
     """activity.summarize of each seed's newest metrics record."""
+    values: dict[str, Any] = field(default_factory=dict)
+    """values.check of its metrics: whether its mean Q stayed in the range returns can have."""
     note: str = ""
 
     @property
@@ -179,6 +181,7 @@ def progress(path: Path) -> RunProgress:
             eval_step=eval_step,
             evals=scores,
             activity=activity.summarize(R.is_prioritized(config), metrics),
+            values=values.check(metrics, values.bounds_of(config)),
         )
     except (OSError, FdivrlError, KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         return RunProgress(path, "corrupt", note=f"unreadable as a run ({type(exc).__name__}: {exc})")

@@ -51,6 +51,14 @@ def _priorities(activity: dict) -> str:
     return f"{status}: ESS {span('ess_frac')}, floor {floor}%, cap {cap}%"
 
 
+def _values(values: dict) -> str:
+    status = values.get("status", "not measured")
+    if not status.startswith("diverged"):
+        return {"bounded": "ok", "not measured": "–"}.get(status, status)
+    first = min(s["diverged_at"] for s in values["per_seed"] if s.get("diverged_at") is not None)
+    return f"{status.upper()} from @{_steps(first)}"
+
+
 def _label(path: Path, root: Path) -> str:
     """The run's directory as found under the root the user named (its own name when it is the root)."""
     return path.name if path == root else str(path.relative_to(root))
@@ -83,7 +91,7 @@ def status(
             print(json.dumps(p.to_json()))
         return
     table = Table(title=f"runs under {', '.join(map(str, roots))}", title_justify="left")
-    for header in ("run", "per_type", "state", "step", "ETA", "last evaluation", "priorities"):
+    for header in ("run", "per_type", "state", "step", "ETA", "last evaluation", "Q", "priorities"):
         table.add_column(header, overflow="fold")
     for root, p in found:
         step = f"{_steps(p.step)}/{_steps(p.steps)}" if p.steps else _steps(p.step)
@@ -91,13 +99,15 @@ def status(
         if p.state == "stopped":
             state = f"stopped @{_steps(p.checkpoint)}" if p.checkpoint is not None else "stopped, no checkpoint"
         note = _priorities(p.activity) if p.state != "corrupt" else p.note
-        cells = [_label(p.path, root), p.per_type, state, step, _duration(p.eta_s), _scores(p), note]
+        cells = [_label(p.path, root), p.per_type, state, step, _duration(p.eta_s), _scores(p), _values(p.values), note]
         table.add_row(*(escape(c) for c in cells))
     console.print(table)
     metrics = sorted({p.metric for _, p in found if p.metric})
     console.print(
         f"last evaluation: each seed's {' or '.join(metrics) or 'score'} @ its step; ETA at the speed of the last "
-        "checkpoint interval; ESS: (Σw)²/(N·Σw²) of the stored priorities, 1 = uniform; floor/cap: share of the "
+        "checkpoint interval; Q: ok while every seed's mean Q stays in the range returns can have (DIVERGED: it left "
+        "it, and the scores say nothing about the per_type); ESS: (Σw)²/(N·Σw²) of the stored priorities, "
+        "1 = uniform; floor/cap: share of the "
         "stored weights there. A stopped run resumes with `fdivrl train --config <dir> --out <dir> --resume` or its "
         "bench command; "
         "--json has every field.",

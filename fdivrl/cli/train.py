@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fdivrl import checks
@@ -199,6 +200,11 @@ def print_summary(summary: dict, run_dir: Path) -> None:
 
         for line in activity.describe(summary["activity"]):
             console.print(line)
+    if summary.get("values"):
+        from fdivrl.analysis import values
+
+        for line in values.describe(summary["values"]):
+            console.print(f"[bold red]{escape(line)}[/]")
     if summary.get("wall_s") is not None:
         console.print(f"wall time: {summary['wall_s'] / 60:.1f} min (setup, training, evaluations; segments summed)")
     console.print(f"run directory: {run_dir}")

@@ -30,6 +30,22 @@ def hyperparameters(suite: str, mode: str) -> dict[str, dict[str, float]]:
     return {t["task"]: dict(t["hyperparameters"][mode]) for t in read(suite)["tasks"] if mode in t["hyperparameters"]}
 
 
+def _holding(task_id: str) -> list[dict[str, Any]]:
+    """The suites that list `task_id` as a task's dataset, stand-in or env."""
+    every = [read(n) for n in NAMES]
+    return [s for s in every if any(task_id in (t.get("dataset"), t.get("standin"), t.get("env")) for t in s["tasks"])]
+
+
+def reward_range(task_id: str) -> tuple[float, float] | None:
+    """(lowest, highest) reward the task's data can hold before any shift, when its suite states it
+    (AntMaze's sparse 0/1); None otherwise (MuJoCo's rewards have no fixed bounds)."""
+    for suite in _holding(task_id):
+        if "rewards" in suite:
+            low, high = suite["rewards"]
+            return float(low), float(high)
+    return None
+
+
 def metric_of(task_id: str, mode: str) -> str | None:
     """The score fdivrl ranks a run by: its task's suite's (`task_id`: a dataset, stand-in or env id), else
     that of the suite `fdivrl bench` trains `mode` in (any dataset offline: AntMaze's success; any env
@@ -38,9 +54,5 @@ def metric_of(task_id: str, mode: str) -> str | None:
     The metric belongs to the task, not to what a run logged: evaluations made before fdivrl left
     success out on envs without a goal stored a meaningless success rate of 0 there (Hopper).
     """
-    every = [read(n) for n in NAMES]
-    holds_task = [
-        s for s in every if any(task_id in (t.get("dataset"), t.get("standin"), t.get("env")) for t in s["tasks"])
-    ]
-    trains_mode = [s for s in every if mode in s["modes"]]
-    return next((str(s["metric"]) for s in holds_task + trains_mode), None)
+    trains_mode = [read(n) for n in NAMES if mode in read(n)["modes"]]
+    return next((str(s["metric"]) for s in _holding(task_id) + trains_mode), None)

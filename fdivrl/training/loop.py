@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from fdivrl import compile_cache
-from fdivrl.analysis import activity
+from fdivrl.analysis import activity, values
 from fdivrl.config import TrainConfig
 from fdivrl.core import divergences as D
 from fdivrl.data import datasets as minari_data
@@ -183,7 +183,8 @@ def train(
             "seeds": list(cfg.seeds),
             "wall_s": clock.total(),
             "final_eval": summarize_evals(evaluations[-1]) if evaluations else None,
-            "activity": activity.summarize(cfg.replay.prioritized, rundir.read_metrics()),
+            "activity": activity.summarize(cfg.replay.prioritized, metrics := rundir.read_metrics()),
+            "values": values.check(metrics, values.bounds_of(rundir.read_config()["config"])),
         }
         rundir.write_summary(summary)
         return summary
