@@ -126,7 +126,8 @@ def test_committed_bench_json_and_markdown_agree(stem):
                 if metric not in cell:
                     continue
                 est = stats.Estimate(**{k: float("nan") if v is None else v for k, v in cell[metric].items()})
-                text = B.format_cell(B.Cell({metric: est}, cell["seeds"], priorities=cell["priorities"]), metric)
+                verdicts = {"priorities": cell["priorities"], "values": cell.get("values", "–")}
+                text = B.format_cell(B.Cell({metric: est}, cell["seeds"], **verdicts), metric)
                 assert text in line, (row["task"], per_type, metric)
                 if table["mode"] == "offline":
                     by_seed = {seed: e[metric] for seed, e in final.items()}

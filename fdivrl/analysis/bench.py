@@ -26,7 +26,7 @@ from typing import Any
 
 from fdivrl import checks, suites
 from fdivrl import config as C
-from fdivrl.analysis import activity, results, stats
+from fdivrl.analysis import activity, results, stats, values
 from fdivrl.core import divergences as D
 from fdivrl.data import datasets as minari_data
 from fdivrl.errors import ConfigError, DatasetError, FdivrlError
@@ -365,6 +365,8 @@ class Cell:
     note: str = ""
     priorities: str = "–"
     """fdivrl.analysis.activity's verdict: active, inactive (a floor artefact, not a result), uniform, ..."""
+    values: str = "–"
+    """fdivrl.analysis.values' verdict: bounded, diverged (the score measures a divergence), not measured."""
     per_seed: dict[str, dict[int, float]] = field(default_factory=dict)
     """metric -> seed -> the score each seed contributed (so every cell traces back to its runs)."""
     run: str = ""
@@ -398,6 +400,7 @@ class ScoreTable:
         per_seed = "final evaluation" if self.mode == "offline" else "mean of its last evaluations (ROER)"
         lines.append(f"cells: each seed's {per_seed}, mean ± half-width of the Student-t 95% CI over seeds (n)")
         lines.append(f"INACTIVE marks a prioritized per_type whose priorities stayed uniform ({activity.RULE})")
+        lines.append(f"DIVERGED marks a per_type whose learner diverged on some seed ({values.RULE})")
         lines += [f"{c['name']}* (published): {c['source']}" for c in self.references]
         if self.references and self.mode == "online":
             lines.append("published numbers are at 1M env steps on gym's v2 envs; rows here may train fewer (--steps)")
@@ -419,7 +422,7 @@ class ScoreTable:
         """Long format, numbers only: one row per (task, per_type or published column, metric)."""
         headers = [
             "task", "data", "dataset", "per_type", "metric", "mean", "ci95_low", "ci95_high", "seeds", "priorities",
-            "note",
+            "values", "note",
         ]  # fmt: skip
         rows: list[list[Any]] = []
         for target, cells in self.rows:
@@ -427,14 +430,15 @@ class ScoreTable:
             for p, c in cells.items():
                 for m in self.metrics:
                     e = c.estimates.get(m)
-                    values = (e.value, e.low, e.high) if e else ("", "", "")
-                    rows.append([*head, p, m, *values, c.seeds, c.priorities, c.note])
+                    numbers = (e.value, e.low, e.high) if e else ("", "", "")
+                    rows.append([*head, p, m, *numbers, c.seeds, c.priorities, c.values, c.note])
             for col in self.references:
                 if target.task in col["scores"]:
                     ci = col.get("ci95", {}).get(target.task)
                     value = col["scores"][target.task]
                     low, high = (value - ci, value + ci) if ci is not None else ("", "")
-                    rows.append([*head, f"{col['name']} (published)", self.metrics[0], value, low, high, "", "", ""])
+                    published = [f"{col['name']} (published)", self.metrics[0], value, low, high]
+                    rows.append([*head, *published, "", "", "", ""])
         return headers, rows
 
     def to_json(self) -> dict[str, Any]:
@@ -453,6 +457,7 @@ class ScoreTable:
                             "seeds": c.seeds,
                             "note": c.note,
                             "priorities": c.priorities,
+                            "values": c.values,
                             "run": c.run,
                             "per_seed": {m: {str(k): v for k, v in by.items()} for m, by in c.per_seed.items()},
                             **{m: e.to_dict() for m, e in c.estimates.items()},
@@ -473,6 +478,7 @@ def format_cell(cell: Cell, metric: str) -> str:
         return f"– ({cell.note})" if cell.note else "–"
     ci = f" ± {(e.high - e.low) / 2:.1f}" if e.has_interval else ""  # one seed: no interval
     flag = " INACTIVE" if cell.priorities.startswith("inactive") else ""
+    flag += " DIVERGED" if cell.values.startswith("diverged") else ""
     return f"{e.value:.1f}{ci} (n={cell.seeds}){flag}"
 
 
@@ -507,7 +513,15 @@ def _cell(group: Group, metrics: Sequence[str], outcome: GroupResult | None) -> 
     notes = [f"non-finite score of seed {', '.join(map(str, sorted(dropped)))} left out"] if dropped else []
     notes += [] if estimates else ["no final evaluation"]
     note = "; ".join(notes)
-    return Cell(estimates, len(run.final), note, run.activity_status, per_seed, os.path.relpath(group.out))
+    return Cell(
+        estimates,
+        len(run.final),
+        note,
+        priorities=run.activity_status,
+        values=run.values_status,
+        per_seed=per_seed,
+        run=os.path.relpath(group.out),
+    )
 
 
 def write_table(table: ScoreTable, results_dir: Path) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from fdivrl import suites
-from fdivrl.analysis import activity, plots, results, stats
+from fdivrl.analysis import activity, plots, results, stats, values
 from fdivrl.errors import ConfigError
 from fdivrl.runs import rundir as runs
 
@@ -69,6 +69,8 @@ class Comparison:
             },
             "activity_rule": activity.RULE,
             "activity": {t: {p: activity_status(self, t, p) for p in by} for t, by in self.per_task.items()},
+            "values_rule": values.RULE,
+            "values": {t: {p: values_status(self, t, p) for p in by} for t, by in self.per_task.items()},
             "aggregate_tasks": list(self.aggregate_tasks),
             "scores": {t: {p: v.tolist() for p, v in by_type.items()} for t, by_type in self.scores.items()},
             "notes": list(self.notes),
@@ -80,6 +82,7 @@ class Comparison:
                     "seeds": list(r.scores(self.metric, self.score)),
                     "score": self.run_score(r),
                     "priorities": r.activity_status,
+                    "values": r.values_status,
                     "activity": {str(s): a for s, a in r.activity.items()},
                 }
                 for r in self.used
@@ -273,14 +276,25 @@ def activity_status(c: Comparison, task: str, per_type: str) -> str:
     return activity.status(chosen[0].prioritized, merged)
 
 
+def values_status(c: Comparison, task: str, per_type: str) -> str:
+    """The value-divergence verdict of a per_type's used runs on a task (every aggregated task for AGGREGATE)."""
+    tasks = c.aggregate_tasks if task == AGGREGATE else (task,)
+    chosen = [r for r in c.used if r.per_type == per_type and task_label(r) in tasks]
+    if not chosen:
+        return "–"
+    return values.status(at is not None for r in chosen for at in r.diverged_at.values())
+
+
 def statistics_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     gap = "optimality_gap" in next(iter(next(iter(c.per_task.values())).values()))
-    headers = ["task", "per_type", "runs", "priorities", "mean", "median", "IQM"] + (["optimality gap"] if gap else [])
+    headers = ["task", "per_type", "runs", "priorities", "values", "mean", "median", "IQM"]
+    headers += ["optimality gap"] if gap else []
     rows = []
     for task, by_type in c.per_task.items():
         for p, est in by_type.items():
             n = sum(c.scores[t][p].size for t in c.aggregate_tasks) if task == AGGREGATE else c.scores[task][p].size
-            rows.append([task, p, str(n), activity_status(c, task, p), *(fmt(est[s]) for s in STATISTICS if s in est)])
+            verdicts = [activity_status(c, task, p), values_status(c, task, p)]
+            rows.append([task, p, str(n), *verdicts, *(fmt(est[s]) for s in STATISTICS if s in est)])
     return headers, rows
 
 
@@ -321,15 +335,19 @@ def inactive_per_types(c: Comparison) -> dict[str, set[str]]:
 
 def improvement_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     """P(X > Y) per task; a per_type inactive on any task is labelled so in the pair's name, since its
-    row compares that learner under uniform replay, not its priorities."""
+    row compares that learner under uniform replay, not its priorities; one whose learner diverged on
+    any task likewise, since its row there compares a divergence."""
     inactive = set().union(*inactive_per_types(c).values())
+    diverged = {p for t in c.scores for p in c.per_types if values_status(c, t, p).startswith("diverged")}
 
-    def label(pair: str) -> str:
-        return " > ".join(f"{p} (inactive)" if p in inactive else p for p in pair.split(" > "))
+    def label(p: str) -> str:
+        marks = [m for m, marked in (("inactive", p in inactive), ("diverged", p in diverged)) if marked]
+        return f"{p} ({', '.join(marks)})" if marks else p
 
     tasks = list(dict.fromkeys(t for by in c.improvement.values() for t in by))
     return ["P(X > Y)", *tasks], [
-        [label(pair), *(fmt(by[t]) if t in by else "–" for t in tasks)] for pair, by in c.improvement.items()
+        [" > ".join(map(label, pair.split(" > "))), *(fmt(by[t]) if t in by else "–" for t in tasks)]
+        for pair, by in c.improvement.items()
     ]
 
 
@@ -359,7 +377,9 @@ def write_files(c: Comparison, out: Path, reps: int = 2_000) -> list[Path]:
     md += f"Scores: --score {c.score} (the runs table says which score each run contributed). "
     md += "95% CIs: stratified bootstrap, percentile method; none from a single run per task (n = 1). "
     md += f"Priorities {activity.RULE}; an inactive per_type trained with uniform replay, so its rows "
-    md += "(marked inactive, and (inactive) in P(X > Y)) say nothing about its priorities.\n"
+    md += "(marked inactive, and (inactive) in P(X > Y)) say nothing about its priorities. "
+    md += f"Values {values.RULE}; a diverged per_type's rows (values diverged, (diverged) in P(X > Y)) "
+    md += "measure the divergence, not the per_type.\n"
     for title, (headers, rows) in sections:
         md += f"\n## {title}\n\n" + results.markdown_table(headers, rows)
     if c.notes:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fdivrl.analysis import activity
+from fdivrl.analysis import activity, values
 from fdivrl.errors import FdivrlError
 from fdivrl.runs import rundir as runs
 from fdivrl.runs.io import RunWarning, atomic_write_bytes, read_jsonl
@@ -63,6 +63,15 @@ class Run:
     activity: dict[int, dict[str, float]] = field(default_factory=dict)
     """Seed -> final priority activity (fdivrl.analysis.activity.FIELDS); from summary.json, or from the last
     metrics record of each seed for runs written before summaries carried it."""
+
+    diverged_at: dict[int, int | None] = field(default_factory=dict)
+    """Seed -> the first logged step its mean Q left the range returns can have (None: never);
+    empty when not measured (fdivrl.analysis.values: no reward bounds for the task)."""
+
+    @property
+    def values_status(self) -> str:
+        """'bounded', 'diverged', 'diverged in k/n seeds' or 'not measured' (fdivrl.analysis.values)."""
+        return values.status(at is not None for at in self.diverged_at.values())
 
     @property
     def activity_status(self) -> str:
@@ -162,6 +171,10 @@ def load_run(path: Path) -> Run:
         else:
             per_seed_act = {s: activity.seed_record(r) for s, r in activity.last_rows(_metrics(path)).items()}
         task = task_of(config, mode)
+        checked = summary.get("values")
+        if not isinstance(checked, dict):  # a run finished before summaries carried the check
+            checked = values.check(_metrics(path), values.bounds_of(config))
+        diverged_at = {int(r["seed"]): r.get("diverged_at") for r in checked.get("per_seed", [])}
         return Run(
             path=path,
             per_type=str(config["per_type"]),
@@ -176,6 +189,7 @@ def load_run(path: Path) -> Run:
             n_evaluations=n_evaluations,
             prioritized=prioritized,
             activity=per_seed_act,
+            diverged_at=diverged_at,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptRun(f"summary.json is malformed ({type(exc).__name__}: {exc})") from exc

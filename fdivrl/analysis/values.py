@@ -10,7 +10,7 @@ Pure functions of metrics rows and a run's config, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fdivrl import suites
@@ -36,6 +36,16 @@ def bounds_of(config: Mapping[str, Any]) -> tuple[float, float] | None:
     return return_range(rewards[0] + shift, rewards[1] + shift, discount)
 
 
+def status(diverged: Iterable[bool]) -> str:
+    """'bounded', 'diverged', 'diverged in k/n seeds', or 'not measured' (no seed measured)."""
+    flags = list(diverged)
+    if not flags:
+        return "not measured"
+    if not any(flags):
+        return "bounded"
+    return "diverged" if all(flags) else f"diverged in {sum(flags)}/{len(flags)} seeds"
+
+
 def check(rows: list[Mapping[str, Any]], bounds: tuple[float, float] | None) -> dict[str, Any]:
     """Per seed: the first logged step whose mean Q left the allowed band (None: never) and the
     furthest its mean Q went; the run's status ("bounded", "diverged", "diverged in k/n seeds" or
@@ -53,16 +63,9 @@ def check(rows: list[Mapping[str, Any]], bounds: tuple[float, float] | None) -> 
                 seed["q_extreme"] = float(q)
             if seed["diverged_at"] is None and not lo - width <= q <= hi + width:
                 seed["diverged_at"] = int(r["step"])
-    flags = [s["diverged_at"] is not None for s in per_seed.values()]
-    if not flags:
-        status = "not measured"
-    elif not any(flags):
-        status = "bounded"
-    else:
-        status = "diverged" if all(flags) else f"diverged in {sum(flags)}/{len(flags)} seeds"
     return {
         "rule": RULE,
-        "status": status,
+        "status": status(s["diverged_at"] is not None for s in per_seed.values()),
         "return_range": list(bounds) if bounds else None,
         "per_seed": [per_seed[s] for s in sorted(per_seed)],
     }
