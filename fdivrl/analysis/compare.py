@@ -335,19 +335,21 @@ def inactive_per_types(c: Comparison) -> dict[str, set[str]]:
 
 def improvement_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     """P(X > Y) per task; a per_type inactive on any task is labelled so in the pair's name, since its
-    row compares that learner under uniform replay, not its priorities; one whose learner diverged on
-    any task likewise, since its row there compares a divergence."""
+    row compares that learner under uniform replay, not its priorities; a cell where either side's
+    learner diverged on that task (on any aggregated task for AGGREGATE) says so, since it compares a
+    divergence."""
     inactive = set().union(*inactive_per_types(c).values())
-    diverged = {p for t in c.scores for p in c.per_types if values_status(c, t, p).startswith("diverged")}
 
-    def label(p: str) -> str:
-        marks = [m for m, marked in (("inactive", p in inactive), ("diverged", p in diverged)) if marked]
-        return f"{p} ({', '.join(marks)})" if marks else p
+    def label(pair: str) -> str:
+        return " > ".join(f"{p} (inactive)" if p in inactive else p for p in pair.split(" > "))
+
+    def cell(pair: str, task: str, estimate: stats.Estimate) -> str:
+        gone = [p for p in pair.split(" > ") if values_status(c, task, p).startswith("diverged")]
+        return fmt(estimate) + (f" ({', '.join(gone)} diverged)" if gone else "")
 
     tasks = list(dict.fromkeys(t for by in c.improvement.values() for t in by))
     return ["P(X > Y)", *tasks], [
-        [" > ".join(map(label, pair.split(" > "))), *(fmt(by[t]) if t in by else "–" for t in tasks)]
-        for pair, by in c.improvement.items()
+        [label(pair), *(cell(pair, t, by[t]) if t in by else "–" for t in tasks)] for pair, by in c.improvement.items()
     ]
 
 
@@ -378,7 +380,7 @@ def write_files(c: Comparison, out: Path, reps: int = 2_000) -> list[Path]:
     md += "95% CIs: stratified bootstrap, percentile method; none from a single run per task (n = 1). "
     md += f"Priorities {activity.RULE}; an inactive per_type trained with uniform replay, so its rows "
     md += "(marked inactive, and (inactive) in P(X > Y)) say nothing about its priorities. "
-    md += f"Values {values.RULE}; a diverged per_type's rows (values diverged, (diverged) in P(X > Y)) "
+    md += f"Values {values.RULE}; a diverged per_type's rows (values diverged; P(X > Y) cells name it) "
     md += "measure the divergence, not the per_type.\n"
     for title, (headers, rows) in sections:
         md += f"\n## {title}\n\n" + results.markdown_table(headers, rows)
