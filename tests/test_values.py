@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fdivrl.analysis import values
+from fdivrl.analysis import results, values
 
 
 @pytest.mark.parametrize(
@@ -36,11 +36,15 @@ def test_without_bounds_or_q_nothing_is_claimed():
 
 def test_bounds_come_from_the_task_s_suite_and_the_run_s_shift_and_discount():
     antmaze = {"mode": "offline", "dataset": "fdivrl/antmaze/medium-play-v1", "data": {"reward_shift": -1.0}}
-    assert values.bounds_of(antmaze) == pytest.approx((-100.0, 0.0))
-    assert values.bounds_of({**antmaze, "learner": {"discount": 0.9}}) == pytest.approx((-10.0, 0.0))
-    assert values.bounds_of({**antmaze, "dataset": "D4RL/antmaze/umaze-v1", "data": {}}) == pytest.approx((0.0, 100.0))
-    assert values.bounds_of({"mode": "online", "env": "Hopper-v5"}) is None  # MuJoCo rewards have no stated bounds
-    assert values.bounds_of({"mode": "offline", "dataset": "someone/else-v0"}) is None
+    hopper = {"mode": "online", "env": "Hopper-v5"}
+    other = {"mode": "offline", "dataset": "someone/else-v0"}
+    assert values.bounds_of(results.task_of(antmaze), antmaze) == pytest.approx((-100.0, 0.0))
+    slower = {**antmaze, "learner": {"discount": 0.9}}
+    assert values.bounds_of(results.task_of(slower), slower) == pytest.approx((-10.0, 0.0))
+    unshifted = {**antmaze, "dataset": "D4RL/antmaze/umaze-v1", "data": {}}
+    assert values.bounds_of(results.task_of(unshifted), unshifted) == pytest.approx((0.0, 100.0))
+    assert values.bounds_of(results.task_of(hopper), hopper) is None  # MuJoCo rewards have no stated bounds
+    assert values.bounds_of(results.task_of(other), other) is None
 
 
 def test_describe_names_each_diverged_seed_and_stays_quiet_otherwise():

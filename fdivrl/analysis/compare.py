@@ -266,10 +266,15 @@ def no_interval(n: int | None) -> str:
     return "no interval" if n is None else f"n = {n}: no interval"
 
 
+def _chosen(c: Comparison, task: str, per_type: str) -> list[results.Run]:
+    """The used runs of `per_type` on `task` (on every aggregated task for AGGREGATE)."""
+    tasks = c.aggregate_tasks if task == AGGREGATE else (task,)
+    return [r for r in c.used if r.per_type == per_type and task_label(r) in tasks]
+
+
 def activity_status(c: Comparison, task: str, per_type: str) -> str:
     """The activity verdict of a per_type's used runs on a task (on every aggregated task for AGGREGATE)."""
-    tasks = c.aggregate_tasks if task == AGGREGATE else (task,)
-    chosen = [r for r in c.used if r.per_type == per_type and task_label(r) in tasks]
+    chosen = _chosen(c, task, per_type)
     if not chosen:
         return "–"
     merged = {(str(r.path), s): a for r in chosen for s, a in r.activity.items()}
@@ -278,8 +283,7 @@ def activity_status(c: Comparison, task: str, per_type: str) -> str:
 
 def values_status(c: Comparison, task: str, per_type: str) -> str:
     """The value-divergence verdict of a per_type's used runs on a task (every aggregated task for AGGREGATE)."""
-    tasks = c.aggregate_tasks if task == AGGREGATE else (task,)
-    chosen = [r for r in c.used if r.per_type == per_type and task_label(r) in tasks]
+    chosen = _chosen(c, task, per_type)
     if not chosen:
         return "–"
     return values.status(at is not None for r in chosen for at in r.diverged_at.values())

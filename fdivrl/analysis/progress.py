@@ -181,7 +181,7 @@ def progress(path: Path) -> RunProgress:
             eval_step=eval_step,
             evals=scores,
             activity=activity.summarize(R.is_prioritized(config), metrics),
-            values=values.check(metrics, values.bounds_of(config)),
+            values=values.check(metrics, values.bounds_of(task, config)),
         )
     except (OSError, FdivrlError, KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         return RunProgress(path, "corrupt", note=f"unreadable as a run ({type(exc).__name__}: {exc})")

@@ -173,7 +173,7 @@ def load_run(path: Path) -> Run:
         task = task_of(config, mode)
         checked = summary.get("values")
         if not isinstance(checked, dict):  # a run finished before summaries carried the check
-            checked = values.check(_metrics(path), values.bounds_of(config))
+            checked = values.check(_metrics(path), values.bounds_of(task, config))
         diverged_at = {int(r["seed"]): r.get("diverged_at") for r in checked.get("per_seed", [])}
         return Run(
             path=path,

@@ -24,11 +24,11 @@ def return_range(r_lo: float, r_hi: float, discount: float) -> tuple[float, floa
     return min(r_lo, r_lo * horizon), max(r_hi, r_hi * horizon)
 
 
-def bounds_of(config: Mapping[str, Any]) -> tuple[float, float] | None:
-    """The return range of a run's config: its task's reward range (the suite's) plus the reward
-    shift it trained with, at its discount; None when the task's rewards have no stated bounds."""
-    task = config.get("dataset") if config.get("mode", "offline") != "online" else config.get("env")
-    rewards = suites.reward_range(str(task)) if task else None
+def bounds_of(task: str, config: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The return range of a run on `task` (its dataset or env id, results.task_of): the task's reward
+    range (its suite's) plus the reward shift the config trained with, at its discount; None when the
+    task's rewards have no stated bounds."""
+    rewards = suites.reward_range(task)
     if rewards is None:
         return None
     shift = float((config.get("data") or {}).get("reward_shift", config.get("reward_shift") or 0.0))

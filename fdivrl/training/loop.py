@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from fdivrl import compile_cache
-from fdivrl.analysis import activity, values
+from fdivrl.analysis import activity, results, values
 from fdivrl.config import TrainConfig
 from fdivrl.core import divergences as D
 from fdivrl.data import datasets as minari_data
@@ -101,9 +101,6 @@ class Mode(Protocol):
     def close(self) -> None: ...
 
 
-WALL_KEY = runs.WALL_KEY
-
-
 @dataclasses.dataclass(frozen=True)
 class _WallClock:
     """A run's wall time: this segment's since `start` plus what earlier segments' last checkpoint
@@ -152,7 +149,7 @@ def train(
             tree, ckpt = restored
             mode.load(tree)
             start = ckpt.step  # restore() has cut the logs back to this step
-            wall_before = (ckpt.meta or {}).get(WALL_KEY)
+            wall_before = (ckpt.meta or {}).get(runs.WALL_KEY)
             reporter.message(f"resumed {out} from step {start}")
         if start >= mode.total and rundir.is_finished():
             reporter.message(f"{out} is already finished at step {start}")
@@ -175,6 +172,7 @@ def train(
             step = evaluations[-1][0]["step"]
             reporter.message(f"{out}: summary rebuilt from the evaluation at step {step} in eval.jsonl")
         evaluations += new
+        stored = rundir.read_config()["config"]
         summary = {
             "status": "finished",
             "per_type": cfg.per_type,
@@ -184,7 +182,8 @@ def train(
             "wall_s": clock.total(),
             "final_eval": summarize_evals(evaluations[-1]) if evaluations else None,
             "activity": activity.summarize(cfg.replay.prioritized, metrics := rundir.read_metrics()),
-            "values": values.check(metrics, values.bounds_of(rundir.read_config()["config"])),
+            # checked from the config as stored, as the readers of older runs check them
+            "values": values.check(metrics, values.bounds_of(results.task_of(stored), stored)),
         }
         rundir.write_summary(summary)
         return summary
@@ -224,7 +223,7 @@ def _train(
                 logger.log(progress, {k: v for k, v in e.items() if isinstance(v, float)}, f"seed{e['seed']}/eval")
             last_eval = f"{np.mean([e[mode.headline] for e in evals]):.1f}"
         if chunk.checkpoint:
-            rundir.save_checkpoint(progress, mode.tree(), meta={WALL_KEY: clock.total()})
+            rundir.save_checkpoint(progress, mode.tree(), meta={runs.WALL_KEY: clock.total()})
             last_ckpt = progress
         reporter.advance(progress, chunk.rate, last_eval)
         if on_chunk is not None:
@@ -232,7 +231,7 @@ def _train(
         signal_name = stop_requested()
         if signal_name is not None and progress < mode.total:
             if last_ckpt != progress:
-                rundir.save_checkpoint(progress, mode.tree(), meta={WALL_KEY: clock.total()})
+                rundir.save_checkpoint(progress, mode.tree(), meta={runs.WALL_KEY: clock.total()})
             raise stop.StopRequested(
                 f"{signal_name} at step {progress} of {mode.total}: checkpoint saved in {rundir.path}; "
                 "fdivrl train --resume (or the same fdivrl bench command) continues from it"
