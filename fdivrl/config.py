@@ -19,7 +19,7 @@ from fdivrl import checks, suites
 from fdivrl.checks import MAX_COUNT
 from fdivrl.core import divergences as D
 from fdivrl.errors import ConfigError
-from fdivrl.learning.learner import LearnerConfig
+from fdivrl.learning.learner import NETWORKS, LearnerConfig
 from fdivrl.learning.replay import MODES as REPLAY_MODES
 from fdivrl.learning.replay import SCHEMES, ReplayConfig
 
@@ -326,6 +326,11 @@ class Option:
     def key(self) -> str:
         return self.name or self.fields[0].rsplit(".", 1)[-1]
 
+    @property
+    def many(self) -> bool:
+        """Whether it sets a tuple field, so it takes a comma list of its choices."""
+        return str(self.field().type).startswith("tuple")
+
     def field(self) -> dataclasses.Field:
         section, _, name = self.fields[0].rpartition(".")
         return {f.name: f for f in dataclasses.fields(SECTIONS[section or "top"])}[name]
@@ -357,6 +362,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option(("online.buffer_size",), modes=ONLINE_MODES),
     Option(("online.pretrain_steps",), modes=("finetune",)),
     Option(("learner.grad_penalty",)),
+    Option(("learner.layer_norm",), choices=NETWORKS),
     Option(("eval_every",)),
     Option(("eval_episodes", "final_eval_episodes"), name="eval_episodes"),
 )
@@ -384,6 +390,8 @@ def option_help(key: str) -> str:
     """An option's help, the docstring of the field it sets, plus where its default comes from."""
     option = {o.key: o for o in TRAIN_OPTIONS}[key]
     choices = f" One of: {', '.join(option.choices)}." if option.choices else ""
+    if option.many:
+        choices = f" A comma list of: {', '.join(option.choices)}; none for no network."
     modes = "" if option.modes == MODES else f" ({' and '.join(option.modes)} only)"
     return f"{option.help()}{choices}{modes} Default: the preset's."
 
@@ -401,10 +409,28 @@ def apply_options(cfg: TrainConfig, values: dict[str, Any]) -> TrainConfig:
         if cfg.mode not in option.modes:
             modes = " and ".join(option.modes)
             raise ConfigError(f"{checks.flag(key)} applies to --mode {modes}, not --mode {cfg.mode}")
-        if option.choices:
+        if option.many:
+            value = _choice_list(key, value, option.choices)
+        elif option.choices:
             value = checks.canonical(value, option.choices)
             checks.choice(key, value, option.choices)
         for path in option.fields:
             section, _, name = path.rpartition(".")
             sections[section or "top"][name] = value
     return with_overrides(cfg, **sections)
+
+
+def _choice_list(key: str, value: str | tuple[str, ...] | list[str], choices: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma list option's value ("critic,value", or a sequence from Python) as the field's tuple;
+    "none" is the empty tuple. A set: items match their choices case-insensitively and come back in
+    the choices' order, so "value,critic" and "critic,value" make the same config."""
+    items = [i.strip() for i in value.split(",")] if isinstance(value, str) else [str(i) for i in value]
+    items = [i for i in items if i]
+    if not items:
+        raise ConfigError(f"{checks.flag(key)} takes a comma list of {', '.join(choices)}, or none")
+    if [i.lower() for i in items] == ["none"]:
+        return ()
+    chosen = {checks.canonical(i, choices) for i in items}
+    for item in sorted(chosen):
+        checks.choice(key, item, choices)
+    return tuple(c for c in choices if c in chosen)

@@ -205,11 +205,13 @@ def test_changed_settings_are_not_skipped_and_failures_do_not_stop_the_sweep(swe
     assert report["table"]["rows"][0]["per_types"]["KL"]["note"] == "failed"
 
     # a finished run is reused only with the very config this sweep would use
-    overrides = {"steps": 20, "chunk": 10, "eval_every": 10, "eval_episodes": 1, "final_eval_episodes": 1}
+    overrides = {"steps": 20, "chunk": 10, "eval_every": 10, "eval_episodes": 1}
     target = B.Target(tiny_dataset_id, tiny_dataset_id, "local")
     same = B.plan([target], ["JS"], (0, 1), "quick", "offline", results, **overrides)[0]
-    other = B.plan([target], ["JS"], (0, 1), "quick", "offline", results, **{**overrides, "final_eval_episodes": 2})[0]
-    assert same.out == other.out and B.is_done(same) and not B.is_done(other)
+    assert B.is_done(same)
+    for change in ({"eval_episodes": 2}, {"layer_norm": "critic,value"}):
+        other = B.plan([target], ["JS"], (0, 1), "quick", "offline", results, **{**overrides, **change})[0]
+        assert other.out == same.out and not B.is_done(other)
 
 
 def test_a_run_held_by_another_process_is_reported_busy(swept, tiny_dataset_id, tmp_path):

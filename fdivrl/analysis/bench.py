@@ -40,7 +40,8 @@ METRIC_LABELS = {
     "normalized_score_x100": ("minari", "minari normalized score × 100 (return-based; not comparable with D4RL's)"),
     "mean_return": ("return", "mean episode return"),
 }
-TRAIN_OVERRIDES = ("steps", "chunk", "eval_every", "eval_episodes", "final_eval_episodes")
+TRAIN_OVERRIDES = ("steps", "chunk", "eval_every", "eval_episodes", "layer_norm")
+"""The `fdivrl train` options (config.TRAIN_OPTIONS keys) a sweep may set for all its groups."""
 
 
 # ---------------------------------------------------------------------------------- suites
@@ -164,7 +165,6 @@ def group_config(
 ) -> C.TrainConfig:
     """The preset for the target (its per-task settings come from the suite, via the preset), then
     the caller's overrides."""
-    top: dict[str, Any] = {"seeds": tuple(seeds), **{k: overrides.get(k) for k in TRAIN_OVERRIDES}}
     online = mode == "online"
     cfg = C.preset_config(
         preset,
@@ -173,7 +173,14 @@ def group_config(
         mode=mode,
         env=target.source if online else None,
     )
-    return C.with_overrides(cfg, top=top)
+    return C.apply_options(C.with_overrides(cfg, top={"seeds": tuple(seeds)}), _options(overrides))
+
+
+def _options(overrides: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(overrides) - set(TRAIN_OVERRIDES))
+    if unknown:
+        raise TypeError(f"unknown sweep overrides {unknown}; a sweep sets {', '.join(TRAIN_OVERRIDES)}")
+    return {k: overrides.get(k) for k in TRAIN_OVERRIDES}
 
 
 def plan(
@@ -567,7 +574,7 @@ def prepare(
     spec = select_tasks(load_suite(suite), list(tasks))
     mode = spec.modes[0] if mode is None else checks.canonical(mode, spec.modes)
     checks.choice("mode", mode, spec.modes)
-    C.with_overrides(C.TrainConfig(), top={k: overrides.get(k) for k in TRAIN_OVERRIDES})  # counts, before data
+    C.apply_options(C.TrainConfig(), _options(overrides))  # counts and choices, before data
     targets, missing = resolve_targets(spec, mode, list(dict.fromkeys(datasets)))
     check_targets(targets, missing)
     chosen = list(dict.fromkeys(D.get(p).name for p in per_types))

@@ -73,6 +73,7 @@ def bench(
     eval_episodes: Annotated[
         int | None, typer.Option(help=C.option_help("eval_episodes") + " The final one included.")
     ] = None,
+    layer_norm: Annotated[str | None, typer.Option(help=C.option_help("layer_norm"))] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the outcomes and the table as JSON.")] = False,
 ) -> None:
@@ -113,7 +114,7 @@ def bench(
         chunk=chunk,
         eval_every=eval_every,
         eval_episodes=eval_episodes,
-        final_eval_episodes=eval_episodes,
+        layer_norm=layer_norm,
     )
     for line in missing:
         err_console.print(f"[yellow]skipped:[/] {escape(line)}")
