@@ -61,7 +61,10 @@ def test_version(capsys):
         (["train", "--mode", "sideways"], "--mode 'sideways' is not valid; choose one of: offline, online, finetune"),
         (["train", "--seeds", "0"], "--seeds must be >= 1"),
         (["train", "--priority-mode", "rank"], "choose one of: weight, sample"),
-        (["train", "--layer-norm", "critic,policy"], "--layer-norm 'policy' is not valid; choose one of: actor, critic"),
+        (
+            ["train", "--layer-norm", "critic,policy"],
+            "--layer-norm 'policy' is not valid; choose one of",
+        ),
         (["train", "--layer-norm", ","], "--layer-norm takes a comma list of actor, critic, value, or none"),
         (["bench", "antmaze", "--layer-norm", "critc"], "--layer-norm 'critc' is not valid"),
         (["bench", "antmaze", "--per-types", "KL,nope"], "unknown per_type 'nope'"),
@@ -142,7 +145,11 @@ def test_python_api_builds_what_the_command_line_builds():
         6.0,
     )
     # a comma list is a set of networks, from the command line or Python; none is no LayerNorm
-    for given, made in [("VALUE,critic", ("critic", "value")), (("value", "critic"), ("critic", "value")), ("none", ())]:
+    for given, made in [
+        ("VALUE,critic", ("critic", "value")),
+        (("value", "critic"), ("critic", "value")),
+        ("none", ()),
+    ]:
         assert fdivrl.make_config("KL", layer_norm=given).learner.layer_norm == made
     assert C.preset_config("quick", None, "KL").learner.layer_norm == ("value",)
     with pytest.raises(TypeError, match="unknown options"):
