@@ -98,6 +98,11 @@ def run_settings(stats: dict[str, Any]) -> list[str]:
         )
         if config.get("mode") == "offline":
             setting += f", final evaluation on {config['final_eval_episodes']}"
+        if "layer_norm" in config.get("learner", {}):  # the learner differs between tasks (results.sh)
+            nets = config["learner"]["layer_norm"]
+            setting += (
+                f", LayerNorm in the {' and '.join(nets)} network{'s' * (len(nets) > 1)}" if nets else ", no LayerNorm"
+            )
         found.setdefault(str(config.get("dataset") or config.get("env")), set()).add(setting)
     return [f"{task}: {'; '.join(sorted(settings))}" for task, settings in sorted(found.items())]
 

@@ -82,21 +82,21 @@ def test_provenance_sums_the_wall_time_of_the_runs_compare_used(tmp_path):
 def test_settings_state_each_tasks_steps_as_its_runs_trained(tmp_path):
     """The page reads the steps from the runs, so medium-play at another LONG_STEPS cannot be mislabelled."""
     runs = []
-    for name, mode, steps, task in (
-        ("a", "offline", 300_000, {"dataset": "fdivrl/antmaze/medium-play-v1"}),
-        ("b", "offline", 300_000, {"dataset": "fdivrl/antmaze/medium-play-v1"}),
-        ("c", "online", 100_000, {"env": "Hopper-v5"}),
+    for name, mode, steps, task, layer_norm in (
+        ("a", "offline", 300_000, {"dataset": "fdivrl/antmaze/medium-play-v1"}, ["critic", "value"]),
+        ("b", "offline", 300_000, {"dataset": "fdivrl/antmaze/medium-play-v1"}, ["critic", "value"]),
+        ("c", "online", 100_000, {"env": "Hopper-v5"}, []),
     ):
         run = tmp_path / name
         run.mkdir()
         config = {"mode": mode, "steps": steps, "seeds": [0, 1, 2], "eval_every": 50_000, "eval_episodes": 10}
-        config.update(task, final_eval_episodes=50)
+        config.update(task, final_eval_episodes=50, learner={"layer_norm": layer_norm})
         (run / "config.json").write_text(json.dumps({"config": config}))
         runs.append({"path": str(run)})
     assert _page_module().run_settings({"used": runs}) == [
-        "Hopper-v5: 100,000 env steps, 3 seeds, evaluation every 50,000 steps on 10 episodes",
+        "Hopper-v5: 100,000 env steps, 3 seeds, evaluation every 50,000 steps on 10 episodes, no LayerNorm",
         "fdivrl/antmaze/medium-play-v1: 300,000 gradient steps, 3 seeds, evaluation every 50,000 steps on 10"
-        " episodes, final evaluation on 50",
+        " episodes, final evaluation on 50, LayerNorm in the critic and value networks",
     ]
 
 
