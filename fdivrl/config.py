@@ -422,14 +422,17 @@ def apply_options(cfg: TrainConfig, values: dict[str, Any]) -> TrainConfig:
 
 def _choice_list(key: str, value: str | tuple[str, ...] | list[str], choices: tuple[str, ...]) -> tuple[str, ...]:
     """A comma list option's value ("critic,value", or a sequence from Python) as the field's tuple;
-    "none" is the empty tuple. A set: items match their choices case-insensitively and come back in
-    the choices' order, so "value,critic" and "critic,value" make the same config."""
-    items = [i.strip() for i in value.split(",")] if isinstance(value, str) else [str(i) for i in value]
-    items = [i for i in items if i]
-    if not items:
-        raise ConfigError(f"{checks.flag(key)} takes a comma list of {', '.join(choices)}, or none")
-    if [i.lower() for i in items] == ["none"]:
-        return ()
+    "none" (or an empty sequence) is the empty tuple. A set: items match their choices
+    case-insensitively and come back in the choices' order, so "value,critic" and "critic,value"
+    make the same config."""
+    if isinstance(value, str):
+        items = [i.strip() for i in value.split(",") if i.strip()]
+        if not items:
+            raise ConfigError(f"{checks.flag(key)} takes a comma list of {', '.join(choices)}, or none")
+        if [i.lower() for i in items] == ["none"]:
+            return ()
+    else:
+        items = [str(i) for i in value]
     chosen = {checks.canonical(i, choices) for i in items}
     for item in sorted(chosen):
         checks.choice(key, item, choices)
