@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -250,3 +251,20 @@ def test_antmaze_eval_env_from_minari_eval_spec(tiny_dataset_id: str) -> None:
     )
     np.testing.assert_array_equal(result.lengths, [10, 10])
     assert result.d4rl_score == 0.0
+
+
+def test_making_an_antmaze_env_leaves_no_model_file_behind(tmp_path, monkeypatch) -> None:
+    """gymnasium-robotics writes each maze's model to the temp directory and never deletes it; every
+    AntMaze env fdivrl makes removes it, and the env still runs."""
+    import tempfile
+
+    from fdivrl.data.datasets import make_env
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for env in (antmaze_eval_env(ANTMAZE), make_env(ANTMAZE)):
+        written = Path(env.unwrapped.tmp_xml_file_path)
+        assert written.parent == tmp_path and not written.exists()
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+        env.close()
+    assert list(tmp_path.iterdir()) == []

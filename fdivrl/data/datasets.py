@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -608,6 +609,26 @@ def register_robotics_envs() -> None:
     gym.register_envs(gymnasium_robotics)
 
 
+def make_env(spec: Any, **kwargs: Any) -> Any:
+    """``gym.make(spec, **kwargs)`` with gymnasium's "v4 is out of date" warning silenced (v4 is
+    what the D4RL data were made in); robotics ids need register_robotics_envs() first.
+
+    gymnasium-robotics writes each maze's MuJoCo model to a new ``ant_maze<time>.xml`` in the temp
+    directory and never deletes it: one file per env made, thousands over a sweep's evaluations.
+    MuJoCo has read it once the env exists, so it is removed here (only from the temp directory)."""
+    import gymnasium as gym
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*is out of date")
+        env = gym.make(spec, **kwargs)
+    leaked = getattr(env.unwrapped, "tmp_xml_file_path", None)
+    if isinstance(leaked, str) and os.path.dirname(os.path.abspath(leaked)) == os.path.abspath(tempfile.gettempdir()):
+        with contextlib.suppress(OSError):
+            os.remove(leaked)
+    return env
+
+
 def eval_spec(info: DatasetInfo) -> Any:
     """The EnvSpec to evaluate in: the dataset's eval_env_spec, else the collecting env's spec.
 
@@ -632,13 +653,9 @@ def recover_eval_env(info: DatasetInfo, **kwargs: Any) -> Any:
 
     ``kwargs`` go to ``gym.make`` (e.g. ``max_episode_steps``, ``render_mode``).
     """
-    import gymnasium as gym
-
     spec = eval_spec(info)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # "AntMaze v4 is out of date"
-            return gym.make(spec, **kwargs)
+        return make_env(spec, **kwargs)
     except MemoryError:
         raise
     except Exception as exc:

@@ -16,7 +16,6 @@ what this module adds:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,7 +232,7 @@ def antmaze_eval_env(env_id: str | gym.envs.registration.EnvSpec, **kwargs: Any)
     the goal, so returns are not success rates.
     gymnasium's "v4 is out of date" warning is silenced: v4 is what the D4RL datasets were made in.
     """
-    from fdivrl.data.datasets import register_robotics_envs
+    from fdivrl.data.datasets import make_env, register_robotics_envs
 
     register_robotics_envs()
     if kwargs.get("continuing_task", False):
@@ -242,6 +241,4 @@ def antmaze_eval_env(env_id: str | gym.envs.registration.EnvSpec, **kwargs: Any)
     kwargs["reset_target"] = False
     if isinstance(env_id, str) and env_id.lstrip().startswith("{"):
         env_id = gym.envs.registration.EnvSpec.from_json(env_id)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*is out of date\. You should consider upgrading")
-        return gym.make(env_id, **kwargs)
+    return make_env(env_id, **kwargs)

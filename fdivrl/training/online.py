@@ -109,9 +109,7 @@ def gym_env_info(env_id: str, obs_keys: tuple[str, ...]) -> EnvInfo:
     _register_envs(env_id)
 
     def make() -> gym.Env:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return gym.make(env_id)
+        return minari_data.make_env(env_id)
 
     return env_info(make, env_id, obs_keys)
 
@@ -124,9 +122,7 @@ def dataset_env_info(info: minari_data.DatasetInfo, obs_keys: tuple[str, ...]) -
     spec = minari_data.env_spec_from_json(info.env_spec)
 
     def make() -> gym.Env:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return gym.make(spec)
+        return minari_data.make_env(spec)
 
     env = env_info(make, spec.id, obs_keys)
     if (env.obs_dim, env.act_dim) != (info.obs_dim, info.act_dim):

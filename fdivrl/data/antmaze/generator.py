@@ -58,7 +58,7 @@ from fdivrl.data.antmaze.mazes import (
     train_map,
 )
 from fdivrl.data.antmaze.planner import WaypointController, WaypointPolicy
-from fdivrl.data.datasets import dataset_dir, datasets_root, register_robotics_envs
+from fdivrl.data.datasets import dataset_dir, datasets_root, make_env, register_robotics_envs
 from fdivrl.errors import ConfigError, DatasetError
 from fdivrl.training.episodes import EnvBatch, make_vector_env, run_episodes
 
@@ -110,9 +110,7 @@ class _SuccessInfoOnly(gym.Wrapper):
 def _make_env(spec: Any) -> gym.Env:
     """Env factory for the vector env (module level, so forkserver workers can unpickle it)."""
     register_robotics_envs()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*is out of date")  # v4 is what D4RL data used
-        return _SuccessInfoOnly(gym.make(spec, disable_env_checker=True))
+    return _SuccessInfoOnly(make_env(spec, disable_env_checker=True))
 
 
 def _vector_env(spec: Any, n_envs: int, vectorization: str) -> gym.vector.VectorEnv:
