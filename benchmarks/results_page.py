@@ -100,9 +100,8 @@ def run_settings(stats: dict[str, Any]) -> list[str]:
             setting += f", final evaluation on {config['final_eval_episodes']}"
         if "layer_norm" in config.get("learner", {}):  # the learner differs between tasks (results.sh)
             nets = config["learner"]["layer_norm"]
-            setting += (
-                f", LayerNorm in the {' and '.join(nets)} network{'s' * (len(nets) > 1)}" if nets else ", no LayerNorm"
-            )
+            names = " and ".join([", ".join(nets[:-1]), nets[-1]] if len(nets) > 1 else nets)
+            setting += f", LayerNorm in the {names} network{'s' * (len(nets) > 1)}" if nets else ", no LayerNorm"
         found.setdefault(str(config.get("dataset") or config.get("env")), set()).add(setting)
     return [f"{task}: {'; '.join(sorted(settings))}" for task, settings in sorted(found.items())]
 

@@ -57,7 +57,10 @@ def bench(
     datasets: Sequence[str] = (),
     **overrides: Any,
 ) -> Any:
-    """Run a suite like `fdivrl bench` (finished runs skipped) and return its Sweep (table, outcomes)."""
+    """Run a suite like `fdivrl bench` (finished runs skipped) and return its Sweep (table, outcomes).
+
+    `overrides` are bench's per-group options (analysis.bench.TRAIN_OVERRIDES: steps, chunk,
+    eval_every, eval_episodes — the final evaluation's too, as on the command line — layer_norm)."""
     from fdivrl.analysis import bench as B
 
     seed_ids = list(range(seeds)) if isinstance(seeds, int) else list(seeds)

@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import itertools
 import textwrap
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,6 +286,7 @@ def with_overrides(
         min_clip=div_cfg.min_clip,
     )
     learner_cfg = dataclasses.replace(cfg.learner, **lrn_o, total_steps=steps)
+    learner_cfg = dataclasses.replace(learner_cfg, layer_norm=in_order(learner_cfg.layer_norm, NETWORKS))
     top["per_type"] = per_type.name
     online_cfg = dataclasses.replace(cfg.online, **onl_o)
     return dataclasses.replace(
@@ -326,10 +328,15 @@ class Option:
     def key(self) -> str:
         return self.name or self.fields[0].rsplit(".", 1)[-1]
 
+    def __post_init__(self) -> None:
+        if self.many and not self.choices:
+            raise ValueError(f"option {self.key}: a tuple field takes a comma list of choices, and it has none")
+
     @property
     def many(self) -> bool:
         """Whether it sets a tuple field, so it takes a comma list of its choices."""
-        return str(self.field().type).startswith("tuple")
+        section, _, name = self.fields[0].rpartition(".")
+        return typing.get_origin(typing.get_type_hints(SECTIONS[section or "top"])[name]) is tuple
 
     def field(self) -> dataclasses.Field:
         section, _, name = self.fields[0].rpartition(".")
@@ -420,7 +427,7 @@ def apply_options(cfg: TrainConfig, values: dict[str, Any]) -> TrainConfig:
     return with_overrides(cfg, **sections)
 
 
-def _choice_list(key: str, value: str | tuple[str, ...] | list[str], choices: tuple[str, ...]) -> tuple[str, ...]:
+def _choice_list(key: str, value: Any, choices: tuple[str, ...]) -> tuple[str, ...]:
     """A comma list option's value ("critic,value", or a sequence from Python) as the field's tuple;
     "none" (or an empty sequence) is the empty tuple. A set: items match their choices
     case-insensitively and come back in the choices' order, so "value,critic" and "critic,value"
@@ -429,11 +436,21 @@ def _choice_list(key: str, value: str | tuple[str, ...] | list[str], choices: tu
         items = [i.strip() for i in value.split(",") if i.strip()]
         if not items:
             raise ConfigError(f"{checks.flag(key)} takes a comma list of {', '.join(choices)}, or none")
-        if [i.lower() for i in items] == ["none"]:
-            return ()
+    elif isinstance(value, (tuple, list)) and all(isinstance(i, str) for i in value):
+        items = list(value)
     else:
-        items = [str(i) for i in value]
-    chosen = {checks.canonical(i, choices) for i in items}
-    for item in sorted(chosen):
+        raise ConfigError(f"{checks.flag(key)} takes a comma list of {', '.join(choices)}, or none; got {value!r}")
+    if [i.lower() for i in items] == ["none"]:
+        return ()
+    chosen = tuple(checks.canonical(i, choices) for i in items)
+    for item in chosen:
         checks.choice(key, item, choices)
-    return tuple(c for c in choices if c in chosen)
+    return in_order(chosen, choices)
+
+
+def in_order(items: Any, choices: tuple[str, ...]) -> Any:
+    """A set of choices as the tuple in the choices' order, so one set is one config; anything else
+    unchanged, for validation to refuse in its own words."""
+    if isinstance(items, (tuple, list)) and set(items) <= set(choices):
+        return tuple(c for c in choices if c in items)
+    return items

@@ -212,6 +212,8 @@ def test_changed_settings_are_not_skipped_and_failures_do_not_stop_the_sweep(swe
     for change in ({"eval_episodes": 2}, {"layer_norm": "critic,value"}):
         other = B.plan([target], ["JS"], (0, 1), "quick", "offline", results, **{**overrides, **change})[0]
         assert other.out == same.out and not B.is_done(other)
+    with pytest.raises(TypeError, match="unknown sweep overrides"):  # eval_episodes sets the final one too
+        B.plan([target], ["JS"], (0, 1), "quick", "offline", results, final_eval_episodes=1)
 
 
 def test_a_run_held_by_another_process_is_reported_busy(swept, tiny_dataset_id, tmp_path):

@@ -149,9 +149,13 @@ def test_python_api_builds_what_the_command_line_builds():
         ("VALUE,critic", ("critic", "value")),
         (("value", "critic"), ("critic", "value")),
         ("none", ()),
+        ((), ()),
+        (("none",), ()),
     ]:
         assert fdivrl.make_config("KL", layer_norm=given).learner.layer_norm == made
     assert C.preset_config("quick", None, "KL").learner.layer_norm == ("value",)
+    with pytest.raises(ConfigError, match="--layer-norm takes a comma list"):
+        fdivrl.make_config("KL", layer_norm=True)
     with pytest.raises(TypeError, match="unknown options"):
         fdivrl.make_config("KL", hidden=(8,))
     with pytest.raises(ConfigError, match="--utd applies to --mode online and finetune"):

@@ -86,6 +86,7 @@ def test_settings_state_each_tasks_steps_as_its_runs_trained(tmp_path):
         ("a", "offline", 300_000, {"dataset": "fdivrl/antmaze/medium-play-v1"}, ["critic", "value"]),
         ("b", "offline", 300_000, {"dataset": "fdivrl/antmaze/medium-play-v1"}, ["critic", "value"]),
         ("c", "online", 100_000, {"env": "Hopper-v5"}, []),
+        ("d", "offline", 100_000, {"dataset": "fdivrl/antmaze/umaze-v1"}, ["actor", "critic", "value"]),
     ):
         run = tmp_path / name
         run.mkdir()
@@ -97,6 +98,8 @@ def test_settings_state_each_tasks_steps_as_its_runs_trained(tmp_path):
         "Hopper-v5: 100,000 env steps, 3 seeds, evaluation every 50,000 steps on 10 episodes, no LayerNorm",
         "fdivrl/antmaze/medium-play-v1: 300,000 gradient steps, 3 seeds, evaluation every 50,000 steps on 10"
         " episodes, final evaluation on 50, LayerNorm in the critic and value networks",
+        "fdivrl/antmaze/umaze-v1: 100,000 gradient steps, 3 seeds, evaluation every 50,000 steps on 10 episodes,"
+        " final evaluation on 50, LayerNorm in the actor, critic and value networks",
     ]
 
 

@@ -623,10 +623,19 @@ def make_env(spec: Any, **kwargs: Any) -> Any:
         warnings.filterwarnings("ignore", message=r".*is out of date")
         env = gym.make(spec, **kwargs)
     leaked = getattr(env.unwrapped, "tmp_xml_file_path", None)
-    if isinstance(leaked, str) and os.path.dirname(os.path.abspath(leaked)) == os.path.abspath(tempfile.gettempdir()):
+    # only the per-env name (v4, v5: ant_maze<time.time()>.xml); v3 writes one fixed ant_maze.xml that
+    # another process may be about to load
+    if (
+        isinstance(leaked, str)
+        and _MAZE_XML.fullmatch(os.path.basename(leaked))
+        and os.path.dirname(os.path.abspath(leaked)) == os.path.abspath(tempfile.gettempdir())
+    ):
         with contextlib.suppress(OSError):
             os.remove(leaked)
     return env
+
+
+_MAZE_XML = re.compile(r"ant_maze\d+(\.\d+)?\.xml")
 
 
 def eval_spec(info: DatasetInfo) -> Any:

@@ -89,7 +89,7 @@ class LearnerConfig:
         checks.count("total_steps", self.total_steps)
         if self.grad_penalty < 0 or self.value_noise < 0:
             raise ConfigError("grad_penalty and value_noise must be >= 0")
-        if isinstance(self.layer_norm, str) or any(n not in NETWORKS for n in self.layer_norm):
+        if not isinstance(self.layer_norm, tuple) or any(n not in NETWORKS for n in self.layer_norm):
             raise ConfigError(f"layer_norm lists networks among {', '.join(NETWORKS)}; got {self.layer_norm!r}")
         if self.critic_loss not in ("mse", "huber"):
             raise ConfigError(f"critic_loss {self.critic_loss!r} is not valid; choose one of: mse, huber")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -66,9 +65,7 @@ def _register_envs(env_id: str) -> None:
 def env_info(make: Callable[[], gym.Env], env_id: str, obs_keys: tuple[str, ...]) -> EnvInfo:
     """Check an env's spaces once and describe it; bad envs are one-line ConfigErrors."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            env = make()
+        env = make()
     except gym.error.Error as exc:
         raise ConfigError(f"unknown or unusable env {env_id!r}: {exc}") from exc
     try:
