@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import inspect
 import itertools
 import textwrap
@@ -335,17 +336,27 @@ class Option:
     @property
     def many(self) -> bool:
         """Whether it sets a tuple field, so it takes a comma list of its choices."""
-        section, _, name = self.fields[0].rpartition(".")
-        return typing.get_origin(typing.get_type_hints(SECTIONS[section or "top"])[name]) is tuple
+        section, name = self._where()
+        return typing.get_origin(_field_types(section)[name]) is tuple
 
     def field(self) -> dataclasses.Field:
-        section, _, name = self.fields[0].rpartition(".")
-        return {f.name: f for f in dataclasses.fields(SECTIONS[section or "top"])}[name]
+        section, name = self._where()
+        return {f.name: f for f in dataclasses.fields(section)}[name]
 
     def help(self) -> str:
+        section, name = self._where()
+        return " ".join(field_docs(section).get(name, "").split())
+
+    def _where(self) -> tuple[type, str]:
+        """The config dataclass and the name of the (first) field it sets."""
         section, _, name = self.fields[0].rpartition(".")
-        text = field_docs(SECTIONS[section or "top"]).get(name, "")
-        return " ".join(text.split())
+        return SECTIONS[section or "top"], name
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """A config dataclass's resolved field types (its annotations are strings under PEP 563)."""
+    return typing.get_type_hints(cls)
 
 
 ONLINE_MODES = ("online", "finetune")
@@ -429,9 +440,9 @@ def apply_options(cfg: TrainConfig, values: dict[str, Any]) -> TrainConfig:
 
 def _choice_list(key: str, value: Any, choices: tuple[str, ...]) -> tuple[str, ...]:
     """A comma list option's value ("critic,value", or a sequence from Python) as the field's tuple;
-    "none" (or an empty sequence) is the empty tuple. A set: items match their choices
-    case-insensitively and come back in the choices' order, so "value,critic" and "critic,value"
-    make the same config."""
+    "none" (or an empty sequence) is the empty tuple. Items match their choices case-insensitively;
+    with_overrides then puts the set in the choices' order (in_order), so "value,critic" and
+    "critic,value" make the same config."""
     if isinstance(value, str):
         items = [i.strip() for i in value.split(",") if i.strip()]
         if not items:
@@ -445,7 +456,7 @@ def _choice_list(key: str, value: Any, choices: tuple[str, ...]) -> tuple[str, .
     chosen = tuple(checks.canonical(i, choices) for i in items)
     for item in chosen:
         checks.choice(key, item, choices)
-    return in_order(chosen, choices)
+    return chosen
 
 
 def in_order(items: Any, choices: tuple[str, ...]) -> Any:

@@ -54,5 +54,5 @@ def metric_of(task_id: str, mode: str) -> str | None:
     The metric belongs to the task, not to what a run logged: evaluations made before fdivrl left
     success out on envs without a goal stored a meaningless success rate of 0 there (Hopper).
     """
-    trains_mode = [read(n) for n in NAMES if mode in read(n)["modes"]]
+    trains_mode = [s for s in map(read, NAMES) if mode in s["modes"]]
     return next((str(s["metric"]) for s in _holding(task_id) + trains_mode), None)
