@@ -189,6 +189,23 @@ def test_cache_hit_identical_and_not_reread(tiny_copy: Callable[[str], str], mon
         md.load(dataset_id, reward_shift=0.0)
 
 
+def test_fingerprint_names_the_arrays_whether_cached_or_not(tiny_copy: Callable[[str], str]) -> None:
+    dataset_id = tiny_copy("fingerprint")
+    fresh, info = md.load(dataset_id, cache=False)
+    assert not info.from_cache and len(info.fingerprint) == 32
+    assert md.load(dataset_id)[1].fingerprint == info.fingerprint  # writes the cache
+    cached = md.load(dataset_id)[1]
+    assert cached.from_cache and cached.fingerprint == info.fingerprint
+    # other arrays, other fingerprint: a reward shift, one changed action, one field's dtype
+    assert md.load(dataset_id, reward_shift=0.0)[1].fingerprint != info.fingerprint
+    arrays = fresh._asdict()
+    assert md.fingerprint(arrays) == info.fingerprint
+    nudged = arrays["actions"].copy()
+    nudged[5, 3] = np.nextafter(nudged[5, 3], np.float32(2))
+    assert md.fingerprint({**arrays, "actions": nudged}) != info.fingerprint
+    assert md.fingerprint({**arrays, "masks": arrays["masks"].astype(np.float64)}) != info.fingerprint
+
+
 def test_cache_disabled_reads_and_writes_nothing(tiny_copy: Callable[[str], str]) -> None:
     dataset_id = tiny_copy("nocache")
     _, info = md.load(dataset_id, cache=False)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_datasets import copy_dataset, make_tiny_antmaze
 
 from fdivrl import config as C
 from fdivrl.analysis import values
 from fdivrl.cli.app import main
 from fdivrl.cli.train import load_train_config
+from fdivrl.data.datasets import datasets_root
 from fdivrl.errors import TrainingDiverged
 from fdivrl.runs import stop
 from fdivrl.runs.checkpoint import latest_checkpoint, list_checkpoints
@@ -162,6 +165,27 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_dataset_id, 
     assert first.step == 200 and first.meta["wall_s"] > 0
     assert summary["wall_s"] == pytest.approx(first.meta["wall_s"] + second, abs=0.5)
     assert_same_run(straight_run, tmp_path / "resumed", summary)
+
+
+def test_resume_on_regenerated_data_is_refused_in_one_line(tiny_dataset_id, tmp_path, capsys):
+    """A stand-in regenerated on another machine can hold other numbers under the same id."""
+    dataset_id = "fdivrl-test/regenerated-v1"
+    copy_dataset(tiny_dataset_id, dataset_id)
+    try:
+        out = tmp_path / "run"
+        argv = ["train", "--dataset", dataset_id, "--steps", "20", "--chunk", "10", "--eval-every", "20"]
+        argv += ["--eval-episodes", "1", "--batch-size", "32", "--out", str(out), "--quiet"]
+        assert cli(argv, capsys)[0] == 0
+        stored = json.loads((out / "config.json").read_text())["identity"]["data_fingerprint"]
+        assert json.loads((out / "summary.json").read_text())["identity"] == {"data_fingerprint": stored}
+        make_tiny_antmaze(dataset_id, seed=1, overwrite=True)  # same id, same shapes, other episodes
+        before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+        code, _, err = cli([*argv, "--steps", "30", "--resume"], capsys)
+        assert code != 0 and len(err.strip().splitlines()) == 1, err
+        assert f"data fingerprint was {stored} and is now" in err
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    finally:
+        shutil.rmtree(datasets_root() / dataset_id, ignore_errors=True)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -23,7 +23,7 @@ from fdivrl.runs.checkpoint import latest_checkpoint, list_checkpoints, load_che
 from fdivrl.runs.io import RunWarning, atomic_write_json, read_jsonl, truncate_jsonl
 from fdivrl.runs.lock import RunLock, RunLocked
 from fdivrl.runs.provenance import versions
-from fdivrl.runs.rundir import ConfigMismatch, RunDir, check_finite, config_diff, is_finished
+from fdivrl.runs.rundir import ConfigMismatch, IdentityMismatch, RunDir, check_finite, config_diff, is_finished
 
 CONFIG = {"env": "antmaze-umaze", "lr": 3e-4, "steps": 1000, "per_type": "kl", "net": {"hidden": [256, 256]}}
 
@@ -101,6 +101,32 @@ def test_resume_mismatch_names_keys(tmp_path: Path) -> None:
     # caller-listed keys may change; tuples and lists are the same setting
     same_but_tuple = {**CONFIG, "lr": 1e-3, "net": {"hidden": (256, 256)}}
     RunDir.create(tmp_path, same_but_tuple, resume=True, allowed_changes=["lr"], seeds={"seed": 0}).close()
+
+
+def test_resume_refuses_other_data_and_records_a_missing_fingerprint(tmp_path: Path) -> None:
+    with RunDir.create(tmp_path / "a", CONFIG, identity={"data_fingerprint": "f00d"}) as run:
+        assert run.read_config()["identity"] == {"data_fingerprint": "f00d"}
+    RunDir.create(tmp_path / "a", CONFIG, resume=True, identity={"data_fingerprint": "f00d"}).close()
+    before = (tmp_path / "a" / "config.json").read_bytes()
+    with pytest.raises(IdentityMismatch) as err:
+        RunDir.create(tmp_path / "a", CONFIG, resume=True, identity={"data_fingerprint": "beef"})
+    msg = str(err.value)
+    assert "\n" not in msg and "data fingerprint was f00d and is now beef" in msg and "--out" in msg
+    assert (tmp_path / "a" / "config.json").read_bytes() == before
+    # a run made before runs stored the fingerprint: nothing to compare, so it is recorded from now on
+    RunDir.create(tmp_path / "b", CONFIG).close()
+    stored = json.loads((tmp_path / "b" / "config.json").read_text())
+    del stored["identity"]
+    atomic_write_json(tmp_path / "b" / "config.json", stored)
+    with RunDir.create(tmp_path / "b", CONFIG, resume=True, identity={"data_fingerprint": "f00d"}) as run:
+        stored = run.read_config()
+    assert stored["identity"] == {"data_fingerprint": "f00d"}
+    assert stored["resumes"][-1]["identity_added"] == {"data_fingerprint": "f00d"}
+    with pytest.raises(IdentityMismatch):
+        RunDir.create(tmp_path / "b", CONFIG, resume=True, identity={"data_fingerprint": "beef"})
+    # no data (an online run): nothing recorded, nothing compared
+    with RunDir.create(tmp_path / "c", CONFIG, identity={"data_fingerprint": None}) as run:
+        assert run.read_config()["identity"] == {}
 
 
 def test_config_diff_paths() -> None:

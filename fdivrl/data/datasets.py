@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 DEFAULT_OBS_KEYS: tuple[str, ...] = ("achieved_goal", "observation", "desired_goal")
 DEFAULT_REWARD_SHIFT = -1.0
 # Bump when the cached arrays' meaning or layout changes: old cache files then stop matching.
-CACHE_FORMAT_VERSION = 1
+# 2: the cache stores the arrays' fingerprint.
+CACHE_FORMAT_VERSION = 2
 CACHE_DIR_NAME = "fdivrl_cache"
 _METADATA_FILE = "metadata.json"
 _ARRAY_FIELDS = ("observations", "actions", "rewards", "next_observations", "masks", "episode_ends")
@@ -105,6 +106,7 @@ class DatasetInfo:
     algorithm_name: str | None
     data_path: str
     from_cache: bool = False
+    fingerprint: str | None = None  # of the flat arrays (see fingerprint()); a run refuses to resume on other data
 
     @property
     def reference_scores(self) -> tuple[float, float] | tuple[None, None]:
@@ -440,11 +442,26 @@ def _non_finite(arrays: dict[str, np.ndarray], names: Iterable[str]) -> tuple[st
 # Cache
 
 
+def fingerprint(arrays: dict[str, np.ndarray]) -> str:
+    """A digest of the flat arrays a run trains on: names, dtypes, shapes and bytes.
+
+    Stand-ins are regenerated on each machine, and a walker or MuJoCo build that rounds one step
+    differently makes other data under the same id; a run resumed on them would mix two datasets.
+    The runs record this digest and compare it on resume.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for name in _ARRAY_FIELDS:
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        digest.update(memoryview(a).cast("B"))
+    return digest.hexdigest()
+
+
 def _cache_path(data_path: Path, key: str) -> Path:
     return data_path.parent / CACHE_DIR_NAME / f"flat-{key}.npz"
 
 
-def _load_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], int] | None:
+def _load_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], int, str] | None:
     """The cached arrays, or None when absent or unusable (it will be rebuilt).
 
     Values are checked too: the dataset's own values were checked when the cache was written, so a
@@ -457,6 +474,9 @@ def _load_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], int] | Non
                 return None
             arrays = {name: npz[name] for name in _ARRAY_FIELDS}
             n_episodes = int(npz["n_episodes"])
+            digest = str(npz["fingerprint"])
+            if not re.fullmatch(r"[0-9a-f]{32}", digest):
+                return None
         n = arrays["rewards"].shape[0]
         ok = (
             all(a.shape[0] == n for a in arrays.values())
@@ -474,13 +494,13 @@ def _load_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], int] | Non
         if found is not None:
             log.warning("ignoring cache %s: %d NaN/inf value(s) in %s; rebuilding it", path, found[1], found[0])
             return None
-        return arrays, n_episodes
+        return arrays, n_episodes, digest
     except Exception as exc:  # corrupt or truncated cache: ignore, rebuild
         log.warning("ignoring unreadable cache %s (%s); rebuilding it", path, _one_line(exc))
         return None
 
 
-def _write_cache(path: Path, key: str, arrays: dict[str, np.ndarray], n_episodes: int) -> None:
+def _write_cache(path: Path, key: str, arrays: dict[str, np.ndarray], n_episodes: int, digest: str) -> None:
     """Write atomically so readers never see half a file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -490,6 +510,7 @@ def _write_cache(path: Path, key: str, arrays: dict[str, np.ndarray], n_episodes
                 key=np.array(key),
                 format=np.array(CACHE_FORMAT_VERSION),
                 n_episodes=np.array(n_episodes),
+                fingerprint=np.array(digest),
                 **arrays,
             )
     except OSError as exc:  # read-only or full disk: loading still works, just not cached
@@ -532,11 +553,12 @@ def load(
         if cached is None:
             started = time.perf_counter()
             arrays, n_episodes = _flatten(dataset_id, storage, used_keys, reward_shift)
+            digest = fingerprint(arrays)
             log.info("flattened %s in %.2fs", dataset_id, time.perf_counter() - started)
             if cache:
-                _write_cache(cache_path, key, arrays, n_episodes)
+                _write_cache(cache_path, key, arrays, n_episodes, digest)
         else:
-            arrays, n_episodes = cached
+            arrays, n_episodes, digest = cached
     except DatasetError:
         raise
     except MemoryError:
@@ -578,6 +600,7 @@ def load(
         algorithm_name=metadata.get("algorithm_name") if isinstance(metadata.get("algorithm_name"), str) else None,
         data_path=str(data_path),
         from_cache=cached is not None,
+        fingerprint=digest,
     )
     return transitions, info
 

@@ -64,6 +64,7 @@ __all__ = [
     "METRICS_FILE",
     "SUMMARY_FILE",
     "ConfigMismatch",
+    "IdentityMismatch",
     "RunDir",
     "check_finite",
     "config_diff",
@@ -83,6 +84,10 @@ DEFAULT_ALLOWED_CHANGES: tuple[str, ...] = ("steps", "resume", "out")
 
 class ConfigMismatch(ConfigError):
     """A resume was asked with a config that differs from the stored one."""
+
+
+class IdentityMismatch(ConfigMismatch):
+    """A resume was asked on other data (or another fact in ``identity``) than the run started with."""
 
 
 # --------------------------------------------------------------------------- NaN policy
@@ -220,6 +225,7 @@ class RunDir:
         seeds: Mapping[str, int] | None = None,
         argv: Sequence[str] | None = None,
         keep: int = 2,
+        identity: Mapping[str, str | None] | None = None,
     ) -> RunDir:
         """Lock ``path`` and start a run there, or resume the one it holds.
 
@@ -227,6 +233,10 @@ class RunDir:
         stored config and seeds must equal the new ones except at ``DEFAULT_ALLOWED_CHANGES`` and
         ``allowed_changes`` (dotted paths; a prefix allows everything under it). ``resume`` on a
         directory with no run starts a fresh one (``run.resumed`` tells which happened).
+
+        ``identity`` holds facts that are not settings but must not change either, such as the
+        training data's fingerprint: a resume refuses a value that differs from the stored one, and
+        records one the run did not store yet (a run started before fdivrl recorded it).
         """
         run = cls(path, keep=keep)
         try:
@@ -242,6 +252,7 @@ class RunDir:
                 "config": jsonable(dict(config)),
                 "seeds": jsonable(dict(seeds or {})),
             }
+            facts = {k: v for k, v in (identity or {}).items() if v is not None}
             now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             command = list(sys.argv if argv is None else argv)
             if run.has_run():
@@ -249,7 +260,7 @@ class RunDir:
                     raise FdivrlError(
                         f"{run.path} already holds a run; pass --resume to continue it or choose another --out"
                     )
-                run._resume(record, tuple(DEFAULT_ALLOWED_CHANGES) + tuple(allowed_changes), command, now)
+                run._resume(record, facts, tuple(DEFAULT_ALLOWED_CHANGES) + tuple(allowed_changes), command, now)
             else:
                 others = [p.name for p in run.path.iterdir() if p.name != LOCK_FILE]
                 if others:
@@ -263,6 +274,7 @@ class RunDir:
                         "format": "fdivrl-run",
                         "version": 1,
                         **record,
+                        "identity": facts,
                         "command": command,
                         "versions": versions(),
                         "platform": platform_info(),
@@ -275,7 +287,9 @@ class RunDir:
             raise
         return run
 
-    def _resume(self, record: dict[str, Any], allowed: tuple[str, ...], command: list[str], now: str) -> None:
+    def _resume(
+        self, record: dict[str, Any], facts: dict[str, str], allowed: tuple[str, ...], command: list[str], now: str
+    ) -> None:
         try:
             stored = self.read_config()
             if not isinstance(stored, dict):
@@ -298,6 +312,15 @@ class RunDir:
                 f"cannot resume {self.path}: config differs at {shown}{more}; "
                 "use the original options or choose another --out"
             )
+        known = stored.get("identity") if isinstance(stored.get("identity"), dict) else {}
+        for key, value in facts.items():
+            if key in known and known[key] != value:
+                raise IdentityMismatch(
+                    f"cannot resume {self.path}: its {key.replace('_', ' ')} was {known[key]} and is now {value}, "
+                    "so the resumed run would mix two of them; restore the original (regenerating a stand-in "
+                    "on another machine can change it) or choose another --out"
+                )
+        added = {k: v for k, v in facts.items() if k not in known}
         now_versions = versions()
         changed_versions = {
             k: [stored.get("versions", {}).get(k), v]
@@ -315,12 +338,14 @@ class RunDir:
             os.replace(self.summary_path, self.path / "summary.previous.json")
         stored["config"] = record["config"]
         stored["seeds"] = record["seeds"]
+        stored["identity"] = {**known, **added}
         stored.setdefault("resumes", []).append(
             {
                 "at": now,
                 "command": command,
                 "changed": {d: [_get_path(old, d), _get_path(record, d)] for d in diffs},
                 "versions": changed_versions,
+                "identity_added": added,
                 "cpus_usable": len(usable_cpus()),
             }
         )

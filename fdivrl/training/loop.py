@@ -76,6 +76,8 @@ class Mode(Protocol):
 
     record: dict[str, Any]
     """config.json's record: the config plus the facts about data or env the run depends on."""
+    identity: dict[str, str | None]
+    """What must not change across resumes beyond the record (the data's fingerprint)."""
     description: str
     total: int
     """Progress at which the run is done (offline: gradient steps; online: pretrain + env steps)."""
@@ -139,7 +141,12 @@ def train(
     mode: Mode = make_mode(cfg)
     reporter = reporter or Reporter()
     with runs.RunDir.create(
-        out, mode.record, resume=resume, allowed_changes=RESUMABLE_CHANGES, seeds={"seeds": list(cfg.seeds)}
+        out,
+        mode.record,
+        resume=resume,
+        allowed_changes=RESUMABLE_CHANGES,
+        seeds={"seeds": list(cfg.seeds)},
+        identity=mode.identity,
     ) as rundir:
         logger = loggers.make_logger(log, Path(out), mode.record, name=Path(out).name)
         template = mode.init()
@@ -179,6 +186,7 @@ def train(
             "mode": cfg.mode,
             **mode.summary(Outcome(start, progress, evaluations, elapsed)),
             "seeds": list(cfg.seeds),
+            "identity": {k: v for k, v in mode.identity.items() if v is not None},
             "wall_s": clock.total(),
             "final_eval": summarize_evals(evaluations[-1]) if evaluations else None,
             "activity": activity.summarize(cfg.replay.prioritized, metrics := rundir.read_metrics()),

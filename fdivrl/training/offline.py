@@ -33,6 +33,7 @@ class OfflineMode:
         )
         self.learner = loop.make_learner(cfg, self.info.obs_dim, self.info.act_dim)
         self.record = {**cfg.to_dict(), "data": loop.dataset_record(self.info)}
+        self.identity = {"data_fingerprint": self.info.fingerprint}
         self.description = f"{cfg.per_type} on {cfg.dataset}"
         self.total = cfg.steps
         self.programs: dict[int, Callable] = {}

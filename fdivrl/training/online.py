@@ -222,6 +222,7 @@ class OnlineMode:
         self.n_data = self.info.n_transitions if self.info is not None else 0
         self.learner = learner = loop.make_learner(cfg, self.env.obs_dim, self.env.act_dim)
         self.record = {**cfg.to_dict(), "env_id": self.env.env_id}
+        self.identity = {"data_fingerprint": self.info.fingerprint if self.info is not None else None}
         if self.info is not None:
             self.record["data"] = loop.dataset_record(self.info)
         self.description = f"{cfg.per_type} {cfg.mode} on {self.env.env_id}"
