@@ -69,31 +69,61 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
 
 
+def machine_of(config_json: dict[str, Any]) -> str:
+    """Where a run trained, from the platform its config.json recorded."""
+    platform_ = config_json.get("platform", {})
+    if not platform_:
+        return "unrecorded machine"
+    if platform_.get("jax_backend") == "gpu" and platform_.get("jax_devices"):
+        return f"{platform_['jax_devices'][0]} GPU"
+    cores = platform_.get("cpus_usable") or platform_.get("cpu_count")
+    return f"{platform_.get('machine', '?')} CPU" + (f", {cores} cores" if cores else "")
+
+
 def run_provenance(stats: dict[str, Any]) -> dict[str, Any]:
-    """The commits and wall time of the runs a compare report used (their config.json and summary.json)."""
-    commits, seconds, untimed = set(), 0.0, 0
+    """The commits, machines and wall time of the runs a compare report used (their config.json and summary.json)."""
+    commits, machines, seconds, untimed = set(), set(), 0.0, 0
     for used in stats.get("used", []):
         run = Path(used["path"])
-        commits.add(str(_read(run / "config.json").get("versions", {}).get("fdivrl_source")))
+        config = _read(run / "config.json")
+        commits.add(str(config.get("versions", {}).get("fdivrl_source")))
+        machines.add(machine_of(config))
         wall = _read(run / "summary.json").get("wall_s")
         if wall is None:
             untimed += 1
         else:
             seconds += float(wall)
-    return {"commits": commits, "run_seconds": seconds, "runs_untimed": untimed, "runs": len(stats.get("used", []))}
+    return {
+        "commits": commits,
+        "machines": machines,
+        "run_seconds": seconds,
+        "runs_untimed": untimed,
+        "runs": len(stats.get("used", [])),
+    }
+
+
+def _seed_span(seeds: list[int]) -> str:
+    seeds = sorted(seeds)
+    return (
+        f"{seeds[0]}–{seeds[-1]}"
+        if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2
+        else (", ".join(map(str, seeds)))
+    )
 
 
 def run_settings(stats: dict[str, Any]) -> list[str]:
-    """What the runs of one compare report trained for, one line per task and distinct setting, so the
-    page states the steps it was made with instead of repeating the script's defaults."""
-    found: dict[str, set[str]] = {}
+    """What the runs of one compare report trained for, one line per task and distinct setting (seeds
+    pooled over its runs, and where they ran when that differs), so the page states the steps it was made
+    with instead of repeating the script's defaults."""
+    found: dict[str, dict[str, dict[str, set[int]]]] = {}  # task -> setting -> machine -> seeds
     for used in stats.get("used", []):
-        config = _read(Path(used["path"]) / "config.json").get("config", {})
+        config_json = _read(Path(used["path"]) / "config.json")
+        config = config_json.get("config", {})
         if not config:
             continue
         kind = "env steps" if config.get("mode") == "online" else "gradient steps"
         setting = (
-            f"{config['steps']:,} {kind}, {len(config['seeds'])} seeds, evaluation every {config['eval_every']:,}"
+            f"{config['steps']:,} {kind}, {{seeds}}, evaluation every {config['eval_every']:,}"
             f" steps on {config['eval_episodes']} episodes"
         )
         if config.get("mode") == "offline":
@@ -102,14 +132,32 @@ def run_settings(stats: dict[str, Any]) -> list[str]:
             nets = config["learner"]["layer_norm"]
             names = " and ".join([", ".join(nets[:-1]), nets[-1]] if len(nets) > 1 else nets)
             setting += f", LayerNorm in the {names} network{'s' * (len(nets) > 1)}" if nets else ", no LayerNorm"
-        found.setdefault(str(config.get("dataset") or config.get("env")), set()).add(setting)
-    return [f"{task}: {'; '.join(sorted(settings))}" for task, settings in sorted(found.items())]
+        task = str(config.get("dataset") or config.get("env"))
+        machines = found.setdefault(task, {}).setdefault(setting, {})
+        machines.setdefault(machine_of(config_json), set()).update(config["seeds"])
+    lines = []
+    for task, settings in sorted(found.items()):
+        texts = []
+        for setting, machines in settings.items():
+            seeds = f"{len(set().union(*machines.values()))} seeds"
+            if len(machines) > 1:
+                seeds += (
+                    " ("
+                    + "; ".join(
+                        f"{_seed_span(list(s))} on {m}" for m, s in sorted(machines.items(), key=lambda kv: min(kv[1]))
+                    )
+                    + ")"
+                )
+            texts.append(setting.format(seeds=seeds))
+        lines.append(f"{task}: {'; '.join(sorted(texts))}")
+    return lines
 
 
 def render(out: Path, page: Path, provenance: dict[str, Any]) -> str:
     """The page's Markdown from the files under `out`; links are relative to the page."""
     rel = Path("..") / out if not out.is_absolute() else out
     commits = ", ".join(f"`{c}`" for c in provenance.get("commits", [])) or "unknown"
+    machines = " and ".join(provenance.get("machines", [])) or "?"
     hours = provenance.get("run_seconds", 0) / 3600
     untimed = provenance.get("runs_untimed", 0)
     not_counted = (
@@ -121,7 +169,7 @@ def render(out: Path, page: Path, provenance: dict[str, Any]) -> str:
     parts = [
         "# Results: do f-divergence priorities help, on the data fdivrl can make?\n",
         f"Made by `bash benchmarks/results.sh` (fdivrl's own `bench` and `compare`) from commit(s) {commits}"
-        f" on {provenance.get('machine', '?')}; the runs took {hours:.1f} h of wall time in all"
+        f" on {machines}; the runs took {hours:.1f} h of wall time in all"
         f" (each run's `wall_s`, resumed segments summed){not_counted}. "
         "Every table below is copied from the files under `benchmarks/results/`, whose JSON keeps each"
         " seed's score and the run directory it came from.\n",
@@ -159,13 +207,10 @@ def main() -> None:
     provenance = _read(prov_path)
     reports = {key: _read(args.out / compare / "stats.json") for key, _title, _bench, compare in SECTIONS}
     found = run_provenance({"used": [run for stats in reports.values() for run in stats.get("used", [])]})
-    provenance.update(found, commits=sorted(found["commits"]))
+    provenance.update(found, commits=sorted(found["commits"]), machines=sorted(found["machines"]))
     provenance["settings"] = {key: run_settings(stats) for key, stats in reports.items() if stats}
-    provenance.pop("seconds", None)  # the script's own time, kept by earlier versions
-    import os
-    import platform
-
-    provenance.setdefault("machine", f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU")
+    for old in ("seconds", "machine"):  # the script's own time and this machine, kept by earlier versions
+        provenance.pop(old, None)
     prov_path.parent.mkdir(parents=True, exist_ok=True)
     prov_path.write_text(json.dumps(provenance, indent=2) + "\n")
     args.page.parent.mkdir(parents=True, exist_ok=True)

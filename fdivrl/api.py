@@ -55,6 +55,7 @@ def bench(
     results: str | Path = "results",
     tasks: Sequence[str] = (),
     datasets: Sequence[str] = (),
+    seeds_per_run: int | None = None,
     **overrides: Any,
 ) -> Any:
     """Run a suite like `fdivrl bench` (finished runs skipped) and return its Sweep (table, outcomes).
@@ -65,7 +66,16 @@ def bench(
 
     seed_ids = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     spec, mode, groups, missing = B.prepare(
-        suite, per_types, seed_ids, preset, mode, Path(results), tasks=tasks, datasets=datasets, **overrides
+        suite,
+        per_types,
+        seed_ids,
+        preset,
+        mode,
+        Path(results),
+        tasks=tasks,
+        datasets=datasets,
+        seeds_per_run=seeds_per_run,
+        **overrides,
     )
     return B.run_sweep(spec, mode, groups, missing, Path(results))
 

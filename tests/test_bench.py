@@ -216,6 +216,43 @@ def test_changed_settings_are_not_skipped_and_failures_do_not_stop_the_sweep(swe
         B.plan([target], ["JS"], (0, 1), "quick", "offline", results, final_eval_episodes=1)
 
 
+def test_seeds_per_run_adds_seeds_beside_a_finished_run_and_the_cell_pools_them(swept, tiny_dataset_id, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(swept[0], results)
+    argv = ["bench", "antmaze", "--per-types", "KL", "--datasets", tiny_dataset_id, "--results", str(results), *TINY]
+    code, out, err = cli([*argv, "--seeds", "4", "--seeds-per-run", "2", "--json"])
+    assert code == 0, err
+    report = json.loads(out)
+    assert [(Path(o["run"]).name, o["status"]) for o in report["outcomes"]] == [
+        ("KL-offline-quick-s0x2", "skipped"),  # seeds 0, 1: the finished run of the first sweep
+        ("KL-offline-quick-s2x2", "finished"),
+    ]
+    cell = report["table"]["rows"][0]["per_types"]["KL"]
+    assert cell["seeds"] == 4 and [Path(r).name for r in cell["runs"]] == [
+        "KL-offline-quick-s0x2",
+        "KL-offline-quick-s2x2",
+    ]
+    by_seed = {}
+    for run in cell["runs"]:
+        for e in json.loads((Path(run) / runs.SUMMARY_FILE).read_text())["final_eval"]["per_seed"]:
+            by_seed[str(e["seed"])] = e["d4rl_score"]
+    assert cell["per_seed"]["d4rl_score"] == by_seed and sorted(by_seed) == ["0", "1", "2", "3"]
+    assert cell["d4rl_score"]["value"] == pytest.approx(sum(by_seed.values()) / 4)
+    assert cell["priorities"] in ("active", "inactive")
+    # a cell is all of its seeds or none: with one run unfinished it says so instead of pooling the rest
+    second = Path(report["outcomes"][1]["run"])
+    (second / runs.SUMMARY_FILE).unlink()
+    target = B.Target(tiny_dataset_id, tiny_dataset_id, "local")
+    overrides = {"steps": 20, "chunk": 10, "eval_every": 10, "eval_episodes": 1}
+    groups = B.plan([target], ["KL"], (0, 1, 2, 3), "quick", "offline", results, 2, **overrides)
+    assert [g.config.seeds for g in groups] == [(0, 1), (2, 3)]
+    table = B.score_table(B.load_suite("antmaze"), "offline", groups, [])
+    partial = table.rows[0][1]["KL"]
+    assert partial.seeds == 0 and partial.estimates == {} and "unfinished" in partial.note
+    code, _, err = cli([*argv, "--seeds", "4", "--seeds-per-run", "0"])
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "--seeds-per-run must be at least 1" in err
+
+
 def test_a_run_held_by_another_process_is_reported_busy(swept, tiny_dataset_id, tmp_path):
     results = tmp_path / "results"
     shutil.copytree(swept[0], results)
@@ -344,7 +381,7 @@ def test_a_non_finite_seed_score_is_left_out_of_the_cell_and_named(tmp_path):
         per_seed = [{"seed": 0, "d4rl_score": float("nan")}, {"seed": 1, "d4rl_score": 40.0}]
         summary = {"status": "finished", "per_type": "KL", "steps": 30, "seeds": [0, 1]}
         run.write_summary({**summary, "final_eval": {"per_seed": per_seed}})
-    cell = B._cell(group, ("d4rl_score",), None)
+    cell = B._cell([group], ("d4rl_score",), {})
     assert cell.estimates["d4rl_score"].value == 40.0 and cell.per_seed["d4rl_score"] == {1: 40.0}
     assert cell.note == "non-finite score of seed 0 left out"
 

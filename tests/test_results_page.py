@@ -53,26 +53,37 @@ def test_render_copies_the_tables_it_is_made_of(tmp_path):
     (out / "compare-antmaze" / "stats.md").write_text("# KL vs JS\n\n## Statistics\n\n| a |\n|---|\n| 1 |\n")
     (out / "notes.md").write_text("Hand-written notes.\n")
     provenance = {"commits": ["abc"], "run_seconds": 7200, "runs_untimed": 1, "runs": 3}
+    provenance["machines"] = ["NVIDIA H200 GPU", "x86_64 CPU, 2 cores"]
     provenance["settings"] = {"antmaze": ["fdivrl/antmaze/umaze-v1: 100,000 gradient steps"]}
     page = _page_module().render(out, tmp_path / "results.md", provenance)
     runs = "Runs (from their config.json):\n\n- fdivrl/antmaze/umaze-v1: 100,000"
     assert f"## Offline AntMaze on the local stand-ins\n\n{runs}" in page
     assert "| umaze | 80.0 |" in page and "#### Statistics" in page and "Hand-written notes." in page
-    assert "`abc`" in page and "2.0 h" in page and "Online Hopper-v5\n\nNot run yet" in page
+    assert (
+        "`abc` on NVIDIA H200 GPU and x86_64 CPU, 2 cores;" in page
+        and "2.0 h" in page
+        and "Online Hopper-v5\n\nNot run yet" in page
+    )
     assert "1 of the 3 run directories were made before fdivrl recorded wall time" in page
 
 
 def test_provenance_sums_the_wall_time_of_the_runs_compare_used(tmp_path):
     runs = []
+    platforms = {
+        "a": {"machine": "x86_64", "cpus_usable": 2, "jax_backend": "cpu"},
+        "b": {"machine": "x86_64", "cpus_usable": 4, "jax_backend": "gpu", "jax_devices": ["NVIDIA H200"]},
+    }
     for name, wall in (("a", 100.0), ("b", 20.5), ("c", None)):
         run = tmp_path / name
         run.mkdir()
-        (run / "config.json").write_text(json.dumps({"versions": {"fdivrl_source": f"commit-{name}"}}))
+        config = {"versions": {"fdivrl_source": f"commit-{name}"}, "platform": platforms.get(name, {})}
+        (run / "config.json").write_text(json.dumps(config))
         (run / "summary.json").write_text(json.dumps({"wall_s": wall}))
         runs.append({"path": str(run)})
     found = _page_module().run_provenance({"used": runs})
     assert found == {
         "commits": {"commit-a", "commit-b", "commit-c"},
+        "machines": {"x86_64 CPU, 2 cores", "NVIDIA H200 GPU", "unrecorded machine"},
         "run_seconds": 120.5,
         "runs_untimed": 1,
         "runs": 3,
@@ -86,16 +97,22 @@ def test_settings_state_each_tasks_steps_as_its_runs_trained(tmp_path):
         ("a", "offline", 300_000, {"dataset": "fdivrl/antmaze/medium-play-v1"}, ["critic", "value"]),
         ("b", "offline", 300_000, {"dataset": "fdivrl/antmaze/medium-play-v1"}, ["critic", "value"]),
         ("c", "online", 100_000, {"env": "Hopper-v5"}, []),
+        ("e", "online", 100_000, {"env": "Hopper-v5"}, []),
         ("d", "offline", 100_000, {"dataset": "fdivrl/antmaze/umaze-v1"}, ["actor", "critic", "value"]),
     ):
         run = tmp_path / name
         run.mkdir()
-        config = {"mode": mode, "steps": steps, "seeds": [0, 1, 2], "eval_every": 50_000, "eval_episodes": 10}
+        seeds = [3, 4, 5] if name == "e" else [0, 1, 2]
+        config = {"mode": mode, "steps": steps, "seeds": seeds, "eval_every": 50_000, "eval_episodes": 10}
         config.update(task, final_eval_episodes=50, learner={"layer_norm": layer_norm})
-        (run / "config.json").write_text(json.dumps({"config": config}))
+        platform = {"machine": "x86_64", "cpus_usable": 2, "jax_backend": "cpu"}
+        if name == "e":  # seeds 3-5 of Hopper on a GPU: the line says which seeds ran where
+            platform = {"machine": "x86_64", "cpus_usable": 4, "jax_backend": "gpu", "jax_devices": ["NVIDIA H200"]}
+        (run / "config.json").write_text(json.dumps({"config": config, "platform": platform}))
         runs.append({"path": str(run)})
     assert _page_module().run_settings({"used": runs}) == [
-        "Hopper-v5: 100,000 env steps, 3 seeds, evaluation every 50,000 steps on 10 episodes, no LayerNorm",
+        "Hopper-v5: 100,000 env steps, 6 seeds (0–2 on x86_64 CPU, 2 cores; 3–5 on NVIDIA H200 GPU), evaluation"
+        " every 50,000 steps on 10 episodes, no LayerNorm",
         "fdivrl/antmaze/medium-play-v1: 300,000 gradient steps, 3 seeds, evaluation every 50,000 steps on 10"
         " episodes, final evaluation on 50, LayerNorm in the critic and value networks",
         "fdivrl/antmaze/umaze-v1: 100,000 gradient steps, 3 seeds, evaluation every 50,000 steps on 10 episodes,"
@@ -122,9 +139,12 @@ def test_committed_bench_json_and_markdown_agree(stem):
     for row in table["rows"]:
         line = md_rows[row["task"]]
         for per_type, cell in row["per_types"].items():
-            if table["mode"] == "offline":  # each seed's final evaluation, read from its run's summary.json
-                summary = json.loads((ROOT / cell["run"] / "summary.json").read_text())
-                final = {str(e["seed"]): e for e in summary["final_eval"]["per_seed"]}
+            if table["mode"] == "offline":  # each seed's final evaluation, read from its runs' summary.json
+                final = {
+                    str(e["seed"]): e
+                    for run in cell.get("runs") or [cell["run"]]  # tables before --seeds-per-run name one run
+                    for e in json.loads((ROOT / run / "summary.json").read_text())["final_eval"]["per_seed"]
+                }
             for metric in table["metrics"]:
                 if metric not in cell:
                     continue

@@ -147,7 +147,8 @@ def _missing(dataset_id: str, standin: str | None) -> str:
 
 @dataclass(frozen=True)
 class Group:
-    """One (task, per_type) with all its seeds: one run directory, one vmapped training program."""
+    """One (task, per_type) and its seeds (all of them, or one run's share with ``seeds_per_run``):
+    one run directory, one vmapped training program."""
 
     target: Target
     per_type: str
@@ -190,24 +191,30 @@ def plan(
     preset: str,
     mode: str,
     results_dir: Path,
+    seeds_per_run: int | None = None,
     **overrides: Any,
 ) -> list[Group]:
-    """Every (target, per_type) group, with its run directory and log path (absolute, for Ray workers)."""
+    """Every (target, per_type, run of seeds) group, with its run directory and log path (absolute, for
+    Ray workers). ``seeds_per_run`` splits the seeds into consecutive runs of at most that many (default:
+    one run holds them all), so a sweep can add seeds beside finished runs instead of training them again."""
     root = Path(results_dir).resolve()
+    size = len(seeds) if seeds_per_run is None else seeds_per_run
     groups = []
     for target in targets:
         for per_type in per_types:
-            cfg = group_config(target, per_type, preset, mode, seeds, **overrides)
-            name = f"{cfg.per_type}-{mode}-{preset}-s{seeds[0]}x{len(seeds)}"
-            groups.append(
-                Group(
-                    target,
-                    cfg.per_type,
-                    cfg,
-                    root / _safe(target.source) / name,
-                    root / "logs" / _safe(target.source) / f"{name}.log",
+            for first in range(0, len(seeds), size):
+                chunk = seeds[first : first + size]
+                cfg = group_config(target, per_type, preset, mode, chunk, **overrides)
+                name = f"{cfg.per_type}-{mode}-{preset}-s{chunk[0]}x{len(chunk)}"
+                groups.append(
+                    Group(
+                        target,
+                        cfg.per_type,
+                        cfg,
+                        root / _safe(target.source) / name,
+                        root / "logs" / _safe(target.source) / f"{name}.log",
+                    )
                 )
-            )
     return groups
 
 
@@ -376,8 +383,8 @@ class Cell:
     """fdivrl.analysis.values' verdict: bounded, diverged (the score measures a divergence), not measured."""
     per_seed: dict[str, dict[int, float]] = field(default_factory=dict)
     """metric -> seed -> the score each seed contributed (so every cell traces back to its runs)."""
-    run: str = ""
-    """The run directory the cell was read from (relative to the working directory)."""
+    runs: tuple[str, ...] = ()
+    """The run directories the cell was read from (relative to the working directory)."""
 
 
 @dataclass(frozen=True)
@@ -465,7 +472,7 @@ class ScoreTable:
                             "note": c.note,
                             "priorities": c.priorities,
                             "values": c.values,
-                            "run": c.run,
+                            "runs": list(c.runs),
                             "per_seed": {m: {str(k): v for k, v in by.items()} for m, by in c.per_seed.items()},
                             **{m: e.to_dict() for m, e in c.estimates.items()},
                         }
@@ -494,40 +501,49 @@ def score_table(suite: Suite, mode: str, groups: Sequence[Group], outcomes: Sequ
     status = {r.group.out: r for r in outcomes}
     metrics = ("d4rl_score", "normalized_score_x100") if suite.metric == "d4rl_score" else (suite.metric,)
     per_types = tuple(dict.fromkeys(g.per_type for g in groups))
-    rows: dict[str, tuple[Target, dict[str, Cell]]] = {}
+    by_cell: dict[tuple[str, str], list[Group]] = {}
     for g in groups:
-        _, cells = rows.setdefault(g.target.source, (g.target, {}))
-        cells[g.per_type] = _cell(g, metrics, status.get(g.out))
+        by_cell.setdefault((g.target.source, g.per_type), []).append(g)
+    rows: dict[str, tuple[Target, dict[str, Cell]]] = {}
+    for (source, per_type), cell_groups in by_cell.items():
+        _, cells = rows.setdefault(source, (cell_groups[0].target, {}))
+        cells[per_type] = _cell(cell_groups, metrics, status)
     return ScoreTable(
         suite.name, mode, metrics, per_types, tuple(rows.values()), tuple(reference_columns(suite.name, mode))
     )
 
 
-def _cell(group: Group, metrics: Sequence[str], outcome: GroupResult | None) -> Cell:
-    try:
-        run = results.load_run(group.out)
-    except (results.UnfinishedRun, results.CorruptRun) as exc:
-        note = outcome.status if outcome and outcome.status in ("failed", "busy") else str(exc)
-        return Cell({}, 0, note)
+def _cell(groups: Sequence[Group], metrics: Sequence[str], status: dict[Path, GroupResult]) -> Cell:
+    """A (task, per_type)'s seeds over its runs: all of them, or none while one run is unfinished (a
+    mean over the seeds that happen to be done would change meaning from one call to the next)."""
+    loaded, missing = [], []
+    for group in groups:
+        try:
+            loaded.append(results.load_run(group.out))
+        except (results.UnfinishedRun, results.CorruptRun) as exc:
+            outcome = status.get(group.out)
+            missing.append(outcome.status if outcome and outcome.status in ("failed", "busy") else str(exc))
+    if missing:
+        return Cell({}, 0, "; ".join(missing))
     estimates, per_seed, dropped = {}, {}, set()
     for m in metrics:
-        by_seed = run.scores(m, "auto")  # online/finetune: ROER's mean of the last evaluations
+        by_seed = {s: v for run in loaded for s, v in run.scores(m, "auto").items()}  # online: ROER's last-N mean
         dropped |= {s for s, v in by_seed.items() if not math.isfinite(v)}
-        by_seed = {s: v for s, v in by_seed.items() if math.isfinite(v)}
+        by_seed = {s: v for s, v in sorted(by_seed.items()) if math.isfinite(v)}
         if by_seed:
             estimates[m] = stats.t_interval(list(by_seed.values()))
             per_seed[m] = by_seed
     notes = [f"non-finite score of seed {', '.join(map(str, sorted(dropped)))} left out"] if dropped else []
     notes += [] if estimates else ["no final evaluation"]
-    note = "; ".join(notes)
+    merged = {(str(run.path), s): a for run in loaded for s, a in run.activity.items()}
     return Cell(
         estimates,
-        len(run.final),
-        note,
-        priorities=run.activity_status,
-        values=run.values_status,
+        sum(len(run.final) for run in loaded),
+        "; ".join(notes),
+        priorities=activity.status(loaded[0].prioritized, merged),
+        values=values.status(at is not None for run in loaded for at in run.diverged_at.values()),
         per_seed=per_seed,
-        run=os.path.relpath(group.out),
+        runs=tuple(os.path.relpath(g.out) for g in groups),
     )
 
 
@@ -567,6 +583,7 @@ def prepare(
     results_dir: Path = Path("results"),
     tasks: Sequence[str] = (),
     datasets: Sequence[str] = (),
+    seeds_per_run: int | None = None,
     **overrides: Any,
 ) -> tuple[Suite, str, list[Group], list[str]]:
     """Resolve a sweep before anything runs (every config validated, data found): the suite, the
@@ -574,11 +591,14 @@ def prepare(
     spec = select_tasks(load_suite(suite), list(tasks))
     mode = spec.modes[0] if mode is None else checks.canonical(mode, spec.modes)
     checks.choice("mode", mode, spec.modes)
+    if seeds_per_run is not None and seeds_per_run < 1:
+        raise ConfigError(f"--seeds-per-run must be at least 1, got {seeds_per_run}")
     C.apply_options(C.TrainConfig(), _options(overrides))  # counts and choices, before data
     targets, missing = resolve_targets(spec, mode, list(dict.fromkeys(datasets)))
     check_targets(targets, missing)
     chosen = list(dict.fromkeys(D.get(p).name for p in per_types))
-    return spec, mode, plan(targets, chosen, list(seeds), preset, mode, results_dir, **overrides), missing
+    groups = plan(targets, chosen, list(seeds), preset, mode, results_dir, seeds_per_run, **overrides)
+    return spec, mode, groups, missing
 
 
 def run_sweep(

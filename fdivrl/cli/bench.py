@@ -37,6 +37,14 @@ def bench(
     ] = None,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
     seeds: Annotated[int, typer.Option(help="Seeds per (task, per_type), vmapped in one program.")] = 5,
+    seeds_per_run: Annotated[
+        int | None,
+        typer.Option(
+            help="Split each (task, per_type)'s seeds into runs of at most this many, e.g. --seeds 6 "
+            "--seeds-per-run 3 adds seeds 3-5 beside a finished 3-seed run (default: one run holds all). "
+            "The table pools each cell's runs."
+        ),
+    ] = None,
     preset: Annotated[str, typer.Option(help="quick, paper or roer (see fdivrl train --help).")] = "quick",
     mode: Annotated[
         str | None, typer.Option(help="offline or finetune (antmaze), online (mujoco); default: the suite's first.")
@@ -79,10 +87,11 @@ def bench(
 ) -> None:
     """Run a benchmark suite (tasks × per_types × seeds) and print the score table.
 
-    Each (task, per_type) is one run directory under --results holding all its seeds; running the
-    command again skips finished runs and resumes interrupted ones. The D4RL dataset is used when
-    present locally, else its local stand-in (fdivrl data antmaze <task>); datasets with neither
-    are reported and left out. Tables: <results>/bench-<suite>-<mode>.{md,csv,json}.
+    Each (task, per_type) is one run directory under --results holding all its seeds (or several,
+    with --seeds-per-run); running the command again skips finished runs and resumes interrupted
+    ones. The D4RL dataset is used when present locally, else its local stand-in (fdivrl data
+    antmaze <task>); datasets with neither are reported and left out. Tables:
+    <results>/bench-<suite>-<mode>.{md,csv,json}.
     """
     from fdivrl.analysis import bench as B
 
@@ -110,6 +119,7 @@ def bench(
         results,
         tasks=split_list(tasks),
         datasets=split_list(datasets),
+        seeds_per_run=seeds_per_run,
         steps=steps,
         chunk=chunk,
         eval_every=eval_every,
