@@ -48,6 +48,8 @@ def test_create_writes_config_with_versions_and_command(tmp_path: Path) -> None:
     assert stored["versions"]["fdivrl"]
     assert "machine" in stored["platform"]
     assert stored["platform"]["cpus_usable"] == len(os.sched_getaffinity(0))  # XLA's thread count: float sums
+    if Path("/proc/cpuinfo").exists():  # the CPU and its vector extensions: stand-ins differ between them
+        assert stored["platform"]["cpu_model"] and isinstance(stored["platform"]["cpu_isa"], list)
     assert _no_temp_files(out)
 
 

@@ -75,6 +75,24 @@ def usable_cpus() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+# the vector extensions XLA's CPU code and MuJoCo's build choose between: float results, and so the
+# stand-ins the walker generates, can differ between CPUs that differ in them
+_ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+
+
+def cpu_model() -> dict[str, Any]:
+    """The CPU's model name and vector extensions (Linux's /proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = dict(
+        (key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in text.splitlines()[:40])
+    )
+    flags = set(fields.get("flags", "").split())
+    return {"cpu_model": fields.get("model name"), "cpu_isa": [f for f in _ISA_FLAGS if f in flags]}
+
+
 def platform_info() -> dict[str, Any]:
     """Where the run ran: OS, CPU, host and the JAX backend (numbers differ across backends)."""
     info: dict[str, Any] = {
@@ -87,6 +105,7 @@ def platform_info() -> dict[str, Any]:
         # XLA sizes its CPU thread pool to these, and float sums split over another number of threads
         # differ in the last bits: bench --workers pins each run to a share of the machine
         "cpus_usable": len(usable_cpus()),
+        **cpu_model(),
     }
     try:
         import jax
