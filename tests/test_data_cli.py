@@ -68,6 +68,12 @@ def test_data_antmaze_writes_a_loadable_standin(tmp_path, monkeypatch, capsys):
     # a second run refuses to overwrite, with one line
     code, _, err = cli([*argv, "--walker-file", str(walker_file)], capsys)
     assert code != 0 and "already exists" in err and "Traceback" not in err
+    # one process per env makes the very same data
+    code, _, err = cli([*argv, "--walker-file", str(walker_file), "--vectorization", "async", "--overwrite"], capsys)
+    assert code == 0, err
+    assert minari_data.load("fdivrl/antmaze/umaze-v1")[1].fingerprint == info.fingerprint
+    code, _, err = cli([*argv, "--vectorization", "threads"], capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "--vectorization" in err
 
 
 def test_missing_walker_file_is_one_line(tmp_path, capsys):

@@ -61,8 +61,8 @@ def resolve_default_dataset(quiet: bool = False) -> str:
             )
         try:
             make_standin(
-                "umaze", antmaze_gen.DEFAULT_STEPS, 0, policy, antmaze_gen.DEFAULT_N_ENVS, antmaze_gen.REF_EPISODES,
-                False, quiet,
+                "umaze", antmaze_gen.DEFAULT_STEPS, 0, policy, antmaze_gen.DEFAULT_N_ENVS,
+                antmaze_gen.DEFAULT_VECTORIZATION, antmaze_gen.REF_EPISODES, False, quiet,
             )  # fmt: skip
         except antmaze_gen.GenerationBusy:
             if not waiting:
@@ -115,6 +115,13 @@ def data_antmaze(
         Path | None, typer.Option(help="Walker policy file (default: the one shipped in the package).")
     ] = None,
     envs: Annotated[int, typer.Option(help="Vector envs stepped together (batched policy calls).")] = 10,
+    vectorization: Annotated[
+        str,
+        typer.Option(
+            help="sync (the envs step in this process) or async (one process per env): the same data, "
+            "faster where there is a core per env."
+        ),
+    ] = "sync",
     ref_episodes: Annotated[int, typer.Option(help="Episodes for ref_min_score and ref_max_score each.")] = 100,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing stand-in of this task.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
@@ -122,6 +129,7 @@ def data_antmaze(
 ) -> None:
     """Generate a local stand-in for D4RL/antmaze/<task>-v1 (namespace fdivrl/antmaze)."""
     task = choice("task", task, ANTMAZE_TASKS)
+    vectorization = choice("--vectorization", vectorization, ("sync", "async"))
     for option, value in (("--steps", steps), ("--envs", envs), ("--ref-episodes", ref_episodes)):
         count_option(option, value)
     seed_list(seed, 1)
@@ -136,7 +144,7 @@ def data_antmaze(
             f"dataset '{dataset_id}' already exists at {where}; pass --overwrite to replace it"
         )
     policy = load_walker(walker_file)
-    summary = make_standin(task, steps, seed, policy, envs, ref_episodes, overwrite, quiet or json_out)
+    summary = make_standin(task, steps, seed, policy, envs, vectorization, ref_episodes, overwrite, quiet or json_out)
     measured = policy.record.get("measured", {})
     summary["walker"] = {
         "file": str(walker_file or DEFAULT_WALKER_PATH),
@@ -159,7 +167,15 @@ def data_antmaze(
 
 
 def make_standin(
-    task: str, steps: int, seed: int, policy, envs: int, ref_episodes: int, overwrite: bool, quiet: bool
+    task: str,
+    steps: int,
+    seed: int,
+    policy,
+    envs: int,
+    vectorization: str,
+    ref_episodes: int,
+    overwrite: bool,
+    quiet: bool,
 ) -> dict:
     """Run the generator under a rich progress bar (one bar per phase)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -183,7 +199,15 @@ def make_standin(
             progress.update(bars[phase], completed=done)
 
         return antmaze_gen.generate(
-            task, steps, seed, policy, n_envs=envs, progress=report, overwrite=overwrite, ref_episodes=ref_episodes
+            task,
+            steps,
+            seed,
+            policy,
+            n_envs=envs,
+            progress=report,
+            overwrite=overwrite,
+            ref_episodes=ref_episodes,
+            vectorization=vectorization,
         )
 
 
