@@ -21,6 +21,7 @@ import jax
 from throughput import steps_per_s, synthetic_data
 
 from fdivrl import config as C
+from fdivrl.runs.provenance import cpu_model
 from fdivrl.training import loop
 
 
@@ -45,7 +46,7 @@ def main() -> None:
         "seeds": args.seeds,
         "n": args.n,
         "device": f"{device.platform}:{device.device_kind}",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model().get("cpu_model") or platform.machine(),
         "jax": jax.__version__,
         "groups": {},
     }

@@ -70,14 +70,17 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def machine_of(config_json: dict[str, Any]) -> str:
-    """Where a run trained, from the platform its config.json recorded."""
+    """Where a run trained, from the platform its config.json recorded (the machine, not the share of its
+    cores a pinned run had)."""
     platform_ = config_json.get("platform", {})
     if not platform_:
         return "unrecorded machine"
-    if platform_.get("jax_backend") == "gpu" and platform_.get("jax_devices"):
-        return f"{platform_['jax_devices'][0]} GPU"
-    cores = platform_.get("cpus_usable") or platform_.get("cpu_count")
-    return f"{platform_.get('machine', '?')} CPU" + (f", {cores} cores" if cores else "")
+    backend = platform_.get("jax_backend")
+    if backend not in (None, "cpu") and platform_.get("jax_devices"):
+        return f"{platform_['jax_devices'][0]} {str(backend).upper()}"
+    cores = platform_.get("cpu_count")
+    name = platform_.get("cpu_model") or f"{platform_.get('machine', '?')} CPU"
+    return name + (f", {cores} core{'s' * (cores != 1)}" if cores else "")
 
 
 def run_provenance(stats: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +119,7 @@ def run_settings(stats: dict[str, Any]) -> list[str]:
     pooled over its runs, and where they ran when that differs), so the page states the steps it was made
     with instead of repeating the script's defaults."""
     found: dict[str, dict[str, dict[str, set[int]]]] = {}  # task -> setting -> machine -> seeds
+    per_type_seeds: dict[str, dict[str, set[int]]] = {}  # task -> per_type -> seeds
     for used in stats.get("used", []):
         config_json = _read(Path(used["path"]) / "config.json")
         config = config_json.get("config", {})
@@ -135,11 +139,13 @@ def run_settings(stats: dict[str, Any]) -> list[str]:
         task = str(config.get("dataset") or config.get("env"))
         machines = found.setdefault(task, {}).setdefault(setting, {})
         machines.setdefault(machine_of(config_json), set()).update(config["seeds"])
+        per_type_seeds.setdefault(task, {}).setdefault(str(config.get("per_type")), set()).update(config["seeds"])
     lines = []
     for task, settings in sorted(found.items()):
         texts = []
         for setting, machines in settings.items():
-            seeds = f"{len(set().union(*machines.values()))} seeds"
+            counts = sorted({len(s) for s in per_type_seeds[task].values()})
+            seeds = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}–{counts[-1]} seeds per per_type"
             if len(machines) > 1:
                 seeds += (
                     " ("

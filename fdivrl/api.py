@@ -60,6 +60,7 @@ def bench(
 ) -> Any:
     """Run a suite like `fdivrl bench` (finished runs skipped) and return its Sweep (table, outcomes).
 
+    `seeds_per_run` splits each (task, per_type)'s seeds into runs of that many (the table pools them).
     `overrides` are bench's per-group options (analysis.bench.TRAIN_OVERRIDES: steps, chunk,
     eval_every, eval_episodes — the final evaluation's too, as on the command line — layer_norm)."""
     from fdivrl.analysis import bench as B

@@ -239,16 +239,32 @@ def test_seeds_per_run_adds_seeds_beside_a_finished_run_and_the_cell_pools_them(
     assert cell["per_seed"]["d4rl_score"] == by_seed and sorted(by_seed) == ["0", "1", "2", "3"]
     assert cell["d4rl_score"]["value"] == pytest.approx(sum(by_seed.values()) / 4)
     assert cell["priorities"] in ("active", "inactive")
-    # a cell is all of its seeds or none: with one run unfinished it says so instead of pooling the rest
-    second = Path(report["outcomes"][1]["run"])
-    (second / runs.SUMMARY_FILE).unlink()
+    # runs of a cell that trained on other data (a regenerated stand-in) are not pooled, nor compared
     target = B.Target(tiny_dataset_id, tiny_dataset_id, "local")
     overrides = {"steps": 20, "chunk": 10, "eval_every": 10, "eval_episodes": 1}
     groups = B.plan([target], ["KL"], (0, 1, 2, 3), "quick", "offline", results, 2, **overrides)
+    second = Path(report["outcomes"][1]["run"])
+    config = json.loads((second / runs.CONFIG_FILE).read_text())
+    assert len(config["identity"]["data_fingerprint"]) == 32
+    (second / runs.CONFIG_FILE).write_text(json.dumps({**config, "identity": {"data_fingerprint": "0" * 32}}))
+    other = B.score_table(B.load_suite("antmaze"), "offline", groups, []).rows[0][1]["KL"]
+    assert other.seeds == 0 and "KL-offline-quick-s2x2 trained on other data than KL-offline-quick-s0x2" in other.note
+    from fdivrl.analysis import compare as K
+
+    used, skipped = K.select(B.results.scan(results), ("KL",), "d4rl_score")
+    assert [u.path.name for u in used] == ["KL-offline-quick-s0x2"]
+    assert [s.reason for s in skipped if s.path.name == "KL-offline-quick-s2x2"] == [
+        f"trained on other data than {results / tiny_dataset_id.replace('/', '_') / 'KL-offline-quick-s0x2'} "
+        "(data fingerprint)"
+    ]
+    (second / runs.CONFIG_FILE).write_text(json.dumps(config))
+    # a cell is all of its seeds or none: with one run unfinished it says so instead of pooling the rest
+    (second / runs.SUMMARY_FILE).unlink()
     assert [g.config.seeds for g in groups] == [(0, 1), (2, 3)]
     table = B.score_table(B.load_suite("antmaze"), "offline", groups, [])
     partial = table.rows[0][1]["KL"]
-    assert partial.seeds == 0 and partial.estimates == {} and "unfinished" in partial.note
+    assert partial.seeds == 0 and partial.estimates == {}
+    assert partial.note == "KL-offline-quick-s2x2: unfinished (no summary.json)"
     code, _, err = cli([*argv, "--seeds", "4", "--seeds-per-run", "0"])
     assert code != 0 and len(err.strip().splitlines()) == 1 and "--seeds-per-run must be at least 1" in err
 

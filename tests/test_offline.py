@@ -178,7 +178,8 @@ def test_resume_on_regenerated_data_is_refused_in_one_line(tiny_dataset_id, tmp_
         assert cli(argv, capsys)[0] == 0
         stored = json.loads((out / "config.json").read_text())["identity"]["data_fingerprint"]
         assert json.loads((out / "summary.json").read_text())["identity"] == {"data_fingerprint": stored}
-        make_tiny_antmaze(dataset_id, seed=1, overwrite=True)  # same id, same shapes, other episodes
+        # same id and shapes, other episodes and reference score: the fingerprint, not the score, is named
+        make_tiny_antmaze(dataset_id, seed=1, ref_max_score=2.0, overwrite=True)
         before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
         code, _, err = cli([*argv, "--steps", "30", "--resume"], capsys)
         assert code != 0 and len(err.strip().splitlines()) == 1, err

@@ -70,8 +70,8 @@ def test_render_copies_the_tables_it_is_made_of(tmp_path):
 def test_provenance_sums_the_wall_time_of_the_runs_compare_used(tmp_path):
     runs = []
     platforms = {
-        "a": {"machine": "x86_64", "cpus_usable": 2, "jax_backend": "cpu"},
-        "b": {"machine": "x86_64", "cpus_usable": 4, "jax_backend": "gpu", "jax_devices": ["NVIDIA H200"]},
+        "a": {"machine": "x86_64", "cpu_count": 2, "cpus_usable": 1, "cpu_model": "AMD EPYC", "jax_backend": "cpu"},
+        "b": {"machine": "x86_64", "cpu_count": 16, "jax_backend": "gpu", "jax_devices": ["NVIDIA H200"]},
     }
     for name, wall in (("a", 100.0), ("b", 20.5), ("c", None)):
         run = tmp_path / name
@@ -83,7 +83,7 @@ def test_provenance_sums_the_wall_time_of_the_runs_compare_used(tmp_path):
     found = _page_module().run_provenance({"used": runs})
     assert found == {
         "commits": {"commit-a", "commit-b", "commit-c"},
-        "machines": {"x86_64 CPU, 2 cores", "NVIDIA H200 GPU", "unrecorded machine"},
+        "machines": {"AMD EPYC, 2 cores", "NVIDIA H200 GPU", "unrecorded machine"},
         "run_seconds": 120.5,
         "runs_untimed": 1,
         "runs": 3,
@@ -105,9 +105,9 @@ def test_settings_state_each_tasks_steps_as_its_runs_trained(tmp_path):
         seeds = [3, 4, 5] if name == "e" else [0, 1, 2]
         config = {"mode": mode, "steps": steps, "seeds": seeds, "eval_every": 50_000, "eval_episodes": 10}
         config.update(task, final_eval_episodes=50, learner={"layer_norm": layer_norm})
-        platform = {"machine": "x86_64", "cpus_usable": 2, "jax_backend": "cpu"}
+        platform = {"machine": "x86_64", "cpu_count": 2, "cpus_usable": 1, "jax_backend": "cpu"}
         if name == "e":  # seeds 3-5 of Hopper on a GPU: the line says which seeds ran where
-            platform = {"machine": "x86_64", "cpus_usable": 4, "jax_backend": "gpu", "jax_devices": ["NVIDIA H200"]}
+            platform = {"machine": "x86_64", "cpu_count": 16, "jax_backend": "gpu", "jax_devices": ["NVIDIA H200"]}
         (run / "config.json").write_text(json.dumps({"config": config, "platform": platform}))
         runs.append({"path": str(run)})
     assert _page_module().run_settings({"used": runs}) == [

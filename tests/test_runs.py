@@ -49,7 +49,7 @@ def test_create_writes_config_with_versions_and_command(tmp_path: Path) -> None:
     assert "machine" in stored["platform"]
     assert stored["platform"]["cpus_usable"] == len(os.sched_getaffinity(0))  # XLA's thread count: float sums
     if Path("/proc/cpuinfo").exists():  # the CPU and its vector extensions: stand-ins differ between them
-        assert stored["platform"]["cpu_model"] and isinstance(stored["platform"]["cpu_isa"], list)
+        assert "cpu_model" in stored["platform"] and isinstance(stored["platform"]["cpu_isa"], list)
     assert _no_temp_files(out)
 
 
@@ -115,6 +115,10 @@ def test_resume_refuses_other_data_and_records_a_missing_fingerprint(tmp_path: P
     msg = str(err.value)
     assert "\n" not in msg and "data fingerprint was f00d and is now beef" in msg and "--out" in msg
     assert (tmp_path / "a" / "config.json").read_bytes() == before
+    # regenerated data also changes facts in the config (its reference scores): the fingerprint says why
+    with pytest.raises(IdentityMismatch, match="data fingerprint was f00d"):
+        RunDir.create(tmp_path / "a", {**CONFIG, "lr": 1.0}, resume=True, identity={"data_fingerprint": "beef"})
+    assert "identity_added" not in json.loads(before)["resumes"][-1]  # nothing new to record
     # a run made before runs stored the fingerprint: nothing to compare, so it is recorded from now on
     RunDir.create(tmp_path / "b", CONFIG).close()
     stored = json.loads((tmp_path / "b" / "config.json").read_text())

@@ -198,7 +198,11 @@ def plan(
     Ray workers). ``seeds_per_run`` splits the seeds into consecutive runs of at most that many (default:
     one run holds them all), so a sweep can add seeds beside finished runs instead of training them again."""
     root = Path(results_dir).resolve()
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"a sweep needs distinct seeds, got {list(seeds)}")
     size = len(seeds) if seeds_per_run is None else seeds_per_run
+    if size < 1:
+        raise ConfigError(f"--seeds-per-run must be at least 1, got {size}")
     groups = []
     for target in targets:
         for per_type in per_types:
@@ -519,10 +523,16 @@ def _cell(groups: Sequence[Group], metrics: Sequence[str], status: dict[Path, Gr
     loaded, missing = [], []
     for group in groups:
         try:
-            loaded.append(results.load_run(group.out))
+            run = results.load_run(group.out)
         except (results.UnfinishedRun, results.CorruptRun) as exc:
             outcome = status.get(group.out)
-            missing.append(outcome.status if outcome and outcome.status in ("failed", "busy") else str(exc))
+            why = outcome.status if outcome and outcome.status in ("failed", "busy") else str(exc)
+            missing.append(f"{group.out.name}: {why}" if len(groups) > 1 else why)
+            continue
+        other = results.other_data(run, loaded)
+        if other is not None:
+            missing.append(f"{group.out.name} trained on other data than {other.path.name} (data fingerprint)")
+        loaded.append(run)
     if missing:
         return Cell({}, 0, "; ".join(missing))
     estimates, per_seed, dropped = {}, {}, set()
@@ -535,13 +545,12 @@ def _cell(groups: Sequence[Group], metrics: Sequence[str], status: dict[Path, Gr
             per_seed[m] = by_seed
     notes = [f"non-finite score of seed {', '.join(map(str, sorted(dropped)))} left out"] if dropped else []
     notes += [] if estimates else ["no final evaluation"]
-    merged = {(str(run.path), s): a for run in loaded for s, a in run.activity.items()}
     return Cell(
         estimates,
         sum(len(run.final) for run in loaded),
         "; ".join(notes),
-        priorities=activity.status(loaded[0].prioritized, merged),
-        values=values.status(at is not None for run in loaded for at in run.diverged_at.values()),
+        priorities=results.pooled_activity_status(loaded),
+        values=results.pooled_values_status(loaded),
         per_seed=per_seed,
         runs=tuple(os.path.relpath(g.out) for g in groups),
     )
@@ -591,8 +600,6 @@ def prepare(
     spec = select_tasks(load_suite(suite), list(tasks))
     mode = spec.modes[0] if mode is None else checks.canonical(mode, spec.modes)
     checks.choice("mode", mode, spec.modes)
-    if seeds_per_run is not None and seeds_per_run < 1:
-        raise ConfigError(f"--seeds-per-run must be at least 1, got {seeds_per_run}")
     C.apply_options(C.TrainConfig(), _options(overrides))  # counts and choices, before data
     targets, missing = resolve_targets(spec, mode, list(dict.fromkeys(datasets)))
     check_targets(targets, missing)

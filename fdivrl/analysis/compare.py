@@ -166,6 +166,10 @@ def select(
                 results.Skipped(run.path, f"duplicate seeds of {run.per_type} on {task_label(run)} ({clash})")
             )
             continue
+        other = results.other_data(run, [u for u in used if (task_label(u), u.per_type) == keys[0][:2]])
+        if other is not None:
+            skipped.append(results.Skipped(run.path, f"trained on other data than {other.path} (data fingerprint)"))
+            continue
         taken.update(dict.fromkeys(keys, run.path))
         used.append(run)
     return used, skipped
@@ -275,18 +279,13 @@ def _chosen(c: Comparison, task: str, per_type: str) -> list[results.Run]:
 def activity_status(c: Comparison, task: str, per_type: str) -> str:
     """The activity verdict of a per_type's used runs on a task (on every aggregated task for AGGREGATE)."""
     chosen = _chosen(c, task, per_type)
-    if not chosen:
-        return "–"
-    merged = {(str(r.path), s): a for r in chosen for s, a in r.activity.items()}
-    return activity.status(chosen[0].prioritized, merged)
+    return results.pooled_activity_status(chosen) if chosen else "–"
 
 
 def values_status(c: Comparison, task: str, per_type: str) -> str:
     """The value-divergence verdict of a per_type's used runs on a task (every aggregated task for AGGREGATE)."""
     chosen = _chosen(c, task, per_type)
-    if not chosen:
-        return "–"
-    return values.status(at is not None for r in chosen for at in r.diverged_at.values())
+    return results.pooled_values_status(chosen) if chosen else "–"
 
 
 def statistics_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:

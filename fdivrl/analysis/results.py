@@ -13,7 +13,7 @@ import io
 import json
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,9 @@ class Run:
     diverged_at: dict[int, int | None] = field(default_factory=dict)
     """Seed -> the first logged step its mean Q left the range returns can have (None: never);
     empty when not measured (fdivrl.analysis.values: no reward bounds for the task)."""
+    data_fingerprint: str | None = None
+    """The fingerprint of the data it trained on (config.json's identity); None for online runs and runs
+    made before fdivrl recorded it."""
 
     @property
     def values_status(self) -> str:
@@ -175,6 +178,7 @@ def load_run(path: Path) -> Run:
         if not isinstance(checked, dict):  # a run finished before summaries carried the check
             checked = values.check(_metrics(path), values.bounds_of(task, config))
         diverged_at = {int(r["seed"]): r.get("diverged_at") for r in checked.get("per_seed", [])}
+        identity = _read_json(path / runs.CONFIG_FILE).get("identity") or {}
         return Run(
             path=path,
             per_type=str(config["per_type"]),
@@ -190,9 +194,31 @@ def load_run(path: Path) -> Run:
             prioritized=prioritized,
             activity=per_seed_act,
             diverged_at=diverged_at,
+            data_fingerprint=identity.get("data_fingerprint"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptRun(f"summary.json is malformed ({type(exc).__name__}: {exc})") from exc
+
+
+def pooled_activity_status(pooled: Sequence[Run]) -> str:
+    """The activity verdict of one per_type's runs on a task taken together (their seeds pooled)."""
+    merged = {(str(r.path), s): a for r in pooled for s, a in r.activity.items()}
+    return activity.status(pooled[0].prioritized, merged)
+
+
+def pooled_values_status(pooled: Sequence[Run]) -> str:
+    """The value-divergence verdict of one per_type's runs on a task taken together."""
+    return values.status(at is not None for r in pooled for at in r.diverged_at.values())
+
+
+def other_data(run: Run, pooled: Sequence[Run]) -> Run | None:
+    """A run of `pooled` that trained on other data than `run` (both recorded a fingerprint), if any:
+    seeds of two regenerated stand-ins are not seeds of one experiment."""
+    return next(
+        (r for r in pooled if None not in (r.data_fingerprint, run.data_fingerprint)
+         and r.data_fingerprint != run.data_fingerprint),
+        None,
+    )  # fmt: skip
 
 
 def task_of(config: dict[str, Any], mode: str | None = None) -> str:

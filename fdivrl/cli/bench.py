@@ -36,7 +36,9 @@ def bench(
         list[str] | None, typer.Option("--per-types", help=f"Comma list, repeatable. {PER_TYPES_HELP}.")
     ] = None,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
-    seeds: Annotated[int, typer.Option(help="Seeds per (task, per_type), vmapped in one program.")] = 5,
+    seeds: Annotated[
+        int, typer.Option(help="Seeds per (task, per_type), vmapped in one program (or one per --seeds-per-run).")
+    ] = 5,
     seeds_per_run: Annotated[
         int | None,
         typer.Option(

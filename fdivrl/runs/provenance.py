@@ -81,16 +81,16 @@ _ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
 
 
 def cpu_model() -> dict[str, Any]:
-    """The CPU's model name and vector extensions (Linux's /proc/cpuinfo; empty elsewhere)."""
+    """The CPU's model name and the vector extensions of _ISA_FLAGS it has (from Linux's /proc/cpuinfo,
+    first processor; x86 names them "flags", Arm "Features"); empty where there is no such file."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        first = Path("/proc/cpuinfo").read_text().split("\n\n", 1)[0]
     except OSError:
         return {}
-    fields = dict(
-        (key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in text.splitlines()[:40])
-    )
-    flags = set(fields.get("flags", "").split())
-    return {"cpu_model": fields.get("model name"), "cpu_isa": [f for f in _ISA_FLAGS if f in flags]}
+    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in first.splitlines())}
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    model = fields.get("model name") or fields.get("Model") or platform.processor() or None
+    return {"cpu_model": model, "cpu_isa": [f for f in _ISA_FLAGS if f in flags]}
 
 
 def platform_info() -> dict[str, Any]:

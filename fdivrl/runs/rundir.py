@@ -299,6 +299,15 @@ class RunDir:
                 f"cannot resume {self.path}: its config.json is unreadable ({exc}); move the directory away "
                 "(or delete it) to start the run afresh, or choose another --out"
             ) from exc
+        # before the config: other data changes its recorded facts too (reference scores), and this says why
+        known = stored.get("identity") if isinstance(stored.get("identity"), dict) else {}
+        for key, value in facts.items():
+            if key in known and known[key] != value:
+                raise IdentityMismatch(
+                    f"cannot resume {self.path}: its {key.replace('_', ' ')} was {known[key]} and is now {value}, "
+                    "so the resumed run would mix two of them; restore the original (regenerating a stand-in "
+                    "on another machine can change it) or choose another --out"
+                )
         old = {"config": stored.get("config", {}), "seeds": stored.get("seeds", {})}
         diffs = config_diff(old, record)
         bad = [d for d in diffs if not _allowed(d.split(".", 1)[1] if "." in d else d, allowed)]
@@ -312,14 +321,6 @@ class RunDir:
                 f"cannot resume {self.path}: config differs at {shown}{more}; "
                 "use the original options or choose another --out"
             )
-        known = stored.get("identity") if isinstance(stored.get("identity"), dict) else {}
-        for key, value in facts.items():
-            if key in known and known[key] != value:
-                raise IdentityMismatch(
-                    f"cannot resume {self.path}: its {key.replace('_', ' ')} was {known[key]} and is now {value}, "
-                    "so the resumed run would mix two of them; restore the original (regenerating a stand-in "
-                    "on another machine can change it) or choose another --out"
-                )
         added = {k: v for k, v in facts.items() if k not in known}
         now_versions = versions()
         changed_versions = {
@@ -345,7 +346,7 @@ class RunDir:
                 "command": command,
                 "changed": {d: [_get_path(old, d), _get_path(record, d)] for d in diffs},
                 "versions": changed_versions,
-                "identity_added": added,
+                **({"identity_added": added} if added else {}),
                 "cpus_usable": len(usable_cpus()),
             }
         )
