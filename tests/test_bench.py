@@ -325,6 +325,17 @@ def test_workers_train_groups_at_once_each_pinned_to_its_own_cpus(swept, tiny_da
     assert len(cpus[0]) == len(cpus[1]) == 1 and not cpus[0] & cpus[1]
 
 
+def test_workers_share_one_accelerator_unless_the_user_chose_otherwise():
+    from fdivrl.analysis.parallel import share_accelerator
+
+    environ: dict[str, str] = {}
+    share_accelerator(environ)
+    assert environ == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # else the second worker cannot allocate
+    environ = {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"}
+    share_accelerator(environ)
+    assert environ == {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"}
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -38,9 +38,16 @@ def cpu_slices(workers: int, cpus: Sequence[int]) -> list[tuple[int, ...]]:
     return [tuple(cpus[k * per : (k + 1) * per]) for k in range(workers)]
 
 
+def share_accelerator(environ: dict[str, str] | os._Environ = os.environ) -> None:
+    """Let the workers share one GPU: by default each JAX process takes 75 % of its memory at start,
+    so a second worker would fail to allocate. A value the user set is kept."""
+    environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
 def _child(group: Group, cpus: tuple[int, ...], conn: Connection) -> None:
     """Body of a worker process: pin, train the group, send back what happened."""
     os.setpgrp()
+    share_accelerator()  # before JAX's backend starts in this process
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cpus)  # before JAX starts its thread pool, which sizes itself to these
     try:
