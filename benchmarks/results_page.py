@@ -142,19 +142,13 @@ def run_settings(stats: dict[str, Any]) -> list[str]:
         per_type_seeds.setdefault(task, {}).setdefault(str(config.get("per_type")), set()).update(config["seeds"])
     lines = []
     for task, settings in sorted(found.items()):
+        counts = sorted({len(s) for s in per_type_seeds[task].values()})
+        seeds = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}–{counts[-1]} seeds per per_type"
         texts = []
         for setting, machines in settings.items():
-            counts = sorted({len(s) for s in per_type_seeds[task].values()})
-            seeds = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}–{counts[-1]} seeds per per_type"
-            if len(machines) > 1:
-                seeds += (
-                    " ("
-                    + "; ".join(
-                        f"{_seed_span(list(s))} on {m}" for m, s in sorted(machines.items(), key=lambda kv: min(kv[1]))
-                    )
-                    + ")"
-                )
-            texts.append(setting.format(seeds=seeds))
+            by_seed = sorted(machines.items(), key=lambda kv: min(kv[1]))
+            where = "; ".join(f"{_seed_span(list(s))} on {m}" for m, s in by_seed)
+            texts.append(setting.format(seeds=f"{seeds} ({where})" if len(machines) > 1 else seeds))
         lines.append(f"{task}: {'; '.join(sorted(texts))}")
     return lines
 

@@ -159,14 +159,15 @@ def select(
         except results.CorruptRun as exc:
             skipped.append(results.Skipped(run.path, f"corrupt: {exc}"))
             continue
-        keys = [(task_label(run), run.per_type, s) for s in scores]
+        cell = (task_label(run), run.per_type)
+        keys = [(*cell, s) for s in scores]
         clash = next((taken[k] for k in keys if k in taken), None)
         if clash is not None:
             skipped.append(
                 results.Skipped(run.path, f"duplicate seeds of {run.per_type} on {task_label(run)} ({clash})")
             )
             continue
-        other = results.other_data(run, [u for u in used if (task_label(u), u.per_type) == keys[0][:2]])
+        other = results.other_data(run, [u for u in used if (task_label(u), u.per_type) == cell])
         if other is not None:
             skipped.append(results.Skipped(run.path, f"trained on other data than {other.path} (data fingerprint)"))
             continue

@@ -18,7 +18,7 @@ import multiprocessing as mp
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -38,7 +38,7 @@ def cpu_slices(workers: int, cpus: Sequence[int]) -> list[tuple[int, ...]]:
     return [tuple(cpus[k * per : (k + 1) * per]) for k in range(workers)]
 
 
-def share_accelerator(environ: dict[str, str] | os._Environ = os.environ) -> None:
+def share_accelerator(environ: MutableMapping[str, str] = os.environ) -> None:
     """Let the workers share one GPU: by default each JAX process takes 75 % of its memory at start,
     so a second worker would fail to allocate. A value the user set is kept."""
     environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")

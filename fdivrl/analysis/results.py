@@ -148,7 +148,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 def load_run(path: Path) -> Run:
     """The finished run in `path`; raises UnfinishedRun or CorruptRun (with the reason) otherwise."""
     path = Path(path)
-    config = read_config(path)
+    stored = read_stored(path)
+    config = stored["config"]
     if not (path / runs.SUMMARY_FILE).exists():
         raise UnfinishedRun("unfinished (no summary.json)")
     summary = _read_json(path / runs.SUMMARY_FILE)
@@ -178,7 +179,7 @@ def load_run(path: Path) -> Run:
         if not isinstance(checked, dict):  # a run finished before summaries carried the check
             checked = values.check(_metrics(path), values.bounds_of(task, config))
         diverged_at = {int(r["seed"]): r.get("diverged_at") for r in checked.get("per_seed", [])}
-        identity = _read_json(path / runs.CONFIG_FILE).get("identity") or {}
+        identity = stored.get("identity") or {}
         return Run(
             path=path,
             per_type=str(config["per_type"]),
@@ -233,12 +234,18 @@ def is_prioritized(config: dict[str, Any]) -> bool:
 
 def read_config(path: Path) -> dict[str, Any]:
     """The run config in `path`/config.json; raises CorruptRun when it is missing or names no per_type."""
+    return read_stored(path)["config"]
+
+
+def read_stored(path: Path) -> dict[str, Any]:
+    """The whole `path`/config.json (config, identity, versions, ...), checked as read_config checks it."""
     if not (path / runs.CONFIG_FILE).is_file():
         raise CorruptRun(f"no {runs.CONFIG_FILE} (the run's config is missing)")
-    config = _read_json(path / runs.CONFIG_FILE).get("config")
+    stored = _read_json(path / runs.CONFIG_FILE)
+    config = stored.get("config")
     if not isinstance(config, dict) or not config.get("per_type"):
         raise CorruptRun("config.json names no per_type")
-    return config
+    return stored
 
 
 def _metrics(path: Path) -> list[dict[str, Any]]:

@@ -179,14 +179,15 @@ def train(
             step = evaluations[-1][0]["step"]
             reporter.message(f"{out}: summary rebuilt from the evaluation at step {step} in eval.jsonl")
         evaluations += new
-        stored = rundir.read_config()["config"]
+        stored_json = rundir.read_config()
+        stored = stored_json["config"]
         summary = {
             "status": "finished",
             "per_type": cfg.per_type,
             "mode": cfg.mode,
             **mode.summary(Outcome(start, progress, evaluations, elapsed)),
             "seeds": list(cfg.seeds),
-            "identity": {k: v for k, v in mode.identity.items() if v is not None},
+            "identity": stored_json.get("identity", {}),  # what the run recorded, resumes included
             "wall_s": clock.total(),
             "final_eval": summarize_evals(evaluations[-1]) if evaluations else None,
             "activity": activity.summarize(cfg.replay.prioritized, metrics := rundir.read_metrics()),
