@@ -66,10 +66,22 @@ if [[ $PART == all || $PART == hopper ]]; then
 fi
 # tables, statistics and figures from the runs on disk, then the page
 mkdir -p "$OUT"
+finished_types() {  # those of the per_types $2 (comma-separated) with a finished run under $1, in $2's order
+  $FDIVRL status "$1" --json | $PYTHON -c '
+import json, sys
+done = {r["per_type"] for r in map(json.loads, sys.stdin) if r["state"] == "finished"}
+print(",".join(p for p in sys.argv[1].split(",") if p in done))' "$2"
+}
 # results dir, its bench table there, the table's name here, compare's folder, per_types
 while read -r dir table name compare types; do
-  [[ -f $RUNS/$dir/$table.json ]] || continue
-  for ext in md csv json; do cp "$RUNS/$dir/$table.$ext" "$OUT/$name.$ext"; done
+  [[ -d $RUNS/$dir ]] || continue
+  # bench writes its table when it ends (the committed copy stays until then; the runs are committed)
+  if [[ -f $RUNS/$dir/$table.json ]]; then
+    for ext in md csv json; do cp "$RUNS/$dir/$table.$ext" "$OUT/$name.$ext"; done
+  fi
+  # the page is made from the runs finished so far: compare refuses a per_type with none
+  types=$(finished_types "$RUNS/$dir" "$types")
+  [[ -n $types ]] || continue
   $FDIVRL compare ${types//,/ } --results "$RUNS/$dir" --out "$OUT/$compare" --json < /dev/null > /dev/null
 done <<EOF
 antmaze bench-antmaze-offline bench-antmaze-offline compare-antmaze $OFFLINE_TYPES

@@ -420,3 +420,22 @@ def test_the_legend_says_what_the_published_columns_trained_on():
     assert "published numbers are at 1M env steps on gym's v2 envs; rows here may train fewer (--steps)" in online
     assert not any("D4RL data" in line for line in online)
     assert "published numbers are on the original D4RL data; stand-in and local rows are not comparable" in offline
+
+
+def test_a_cell_whose_values_left_the_return_range_is_marked_even_from_an_older_summary(tmp_path):
+    # AntMaze's shifted rewards put every return in [-100, 0]: seed 1's mean Q of +35 is out of range,
+    # not diverged. The summary was written before the check had `left_at`, so the metrics decide.
+    target = B.Target("umaze", "fdivrl/antmaze/umaze-v1", "stand-in")
+    cfg = B.group_config(target, "uniform", "quick", "offline", (0, 1), steps=30)
+    group = B.Group(target, "uniform", cfg, tmp_path / "run", tmp_path / "run.log")
+    with runs.RunDir.create(group.out, cfg.to_dict(), seeds={"seeds": [0, 1]}) as run:
+        for step, q in ((10, (-20.0, -20.0)), (20, (-18.0, 35.0)), (30, (-17.0, -5.0))):
+            for seed in (0, 1):
+                run.log_metrics({"step": step, "seed": seed, "q_mean": q[seed]})
+        old_check = {"status": "bounded", "per_seed": [{"seed": s, "diverged_at": None} for s in (0, 1)]}
+        per_seed = [{"seed": 0, "d4rl_score": 20.0}, {"seed": 1, "d4rl_score": 40.0}]
+        summary = {"status": "finished", "per_type": "uniform", "steps": 30, "seeds": [0, 1], "values": old_check}
+        run.write_summary({**summary, "final_eval": {"per_seed": per_seed}})
+    cell = B._cell([group], ("d4rl_score",), {})
+    assert cell.values == "out of range in 1/2 seeds"
+    assert B.format_cell(cell, "d4rl_score").endswith("(n=2) Q-OUT")

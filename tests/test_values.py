@@ -26,7 +26,24 @@ def test_a_seed_that_leaves_the_band_is_diverged_from_that_step_on():
     seeds = [(s["seed"], s["diverged_at"], s["q_extreme"]) for s in out["per_seed"]]
     assert seeds == [(0, None, 100.0), (1, 20, 100.5)]
     assert values.check(rows({0: [-250.0], 1: [500.0]}), (-100.0, 0.0))["status"] == "diverged"
-    assert values.check(rows({0: [-199.0, 99.0]}), (-100.0, 0.0))["status"] == "bounded"
+    assert values.check(rows({0: [-199.0, 99.0]}), (-100.0, 0.0))["status"] == "out of range"
+
+
+def test_a_seed_out_of_range_by_less_than_the_width_is_marked_but_not_diverged():
+    # range [-100, 0] with 2 % slack: 2 is within it, 2.5 is out; a divergence elsewhere outranks it
+    assert values.check(rows({0: [-20.0, 2.0, -101.9]}), (-100.0, 0.0))["status"] == "bounded"
+    out = values.check(rows({0: [-20.0, 2.0], 1: [-20.0, 2.5, 35.0, -5.0]}), (-100.0, 0.0))
+    assert out["status"] == "out of range in 1/2 seeds"
+    assert [(s["left_at"], s["diverged_at"], s["q_extreme"]) for s in out["per_seed"]] == [
+        (None, None, 2.0),
+        (20, None, 35.0),
+    ]
+    (line,) = values.describe(out)
+    assert "values out of range in 1/2 seeds" in line and "seed 1 at step 20 (mean Q reached 35)" in line
+    both = values.check(rows({0: [-20.0, 35.0], 1: [-20.0, 4057.0]}), (-100.0, 0.0))
+    assert both["status"] == "diverged in 1/2 seeds"
+    assert values.status([False, False], [True, True]) == "out of range"
+    assert values.status([False, False]) == "bounded" and values.status([]) == "not measured"
 
 
 def test_without_bounds_or_q_nothing_is_claimed():

@@ -384,7 +384,8 @@ class Cell:
     priorities: str = "–"
     """fdivrl.analysis.activity's verdict: active, inactive (a floor artefact, not a result), uniform, ..."""
     values: str = "–"
-    """fdivrl.analysis.values' verdict: bounded, diverged (the score measures a divergence), not measured."""
+    """fdivrl.analysis.values' verdict: bounded, diverged (the score measures a divergence), out of range
+    (values no return can have), not measured."""
     per_seed: dict[str, dict[int, float]] = field(default_factory=dict)
     """metric -> seed -> the score each seed contributed (so every cell traces back to its runs)."""
     runs: tuple[str, ...] = ()
@@ -418,7 +419,10 @@ class ScoreTable:
         per_seed = "final evaluation" if self.mode == "offline" else "mean of its last evaluations (ROER)"
         lines.append(f"cells: each seed's {per_seed}, mean ± half-width of the Student-t 95% CI over seeds (n)")
         lines.append(f"INACTIVE marks a prioritized per_type whose priorities stayed uniform ({activity.RULE})")
-        lines.append(f"DIVERGED marks a per_type whose learner diverged on some seed ({values.RULE})")
+        lines.append(
+            f"DIVERGED marks a per_type whose learner diverged on some seed, Q-OUT one whose mean Q was out of range"
+            f" on some seed ({values.RULE})"
+        )
         lines += [f"{c['name']}* (published): {c['source']}" for c in self.references]
         if self.references and self.mode == "online":
             lines.append("published numbers are at 1M env steps on gym's v2 envs; rows here may train fewer (--steps)")
@@ -497,6 +501,7 @@ def format_cell(cell: Cell, metric: str) -> str:
     ci = f" ± {(e.high - e.low) / 2:.1f}" if e.has_interval else ""  # one seed: no interval
     flag = " INACTIVE" if cell.priorities.startswith("inactive") else ""
     flag += " DIVERGED" if cell.values.startswith("diverged") else ""
+    flag += " Q-OUT" if cell.values.startswith("out of range") else ""
     return f"{e.value:.1f}{ci} (n={cell.seeds}){flag}"
 
 

@@ -385,7 +385,7 @@ def write_files(c: Comparison, out: Path, reps: int = 2_000) -> list[Path]:
     md += f"Priorities {activity.RULE}; an inactive per_type trained with uniform replay, so its rows "
     md += "(marked inactive, and (inactive) in P(X > Y)) say nothing about its priorities. "
     md += f"Values {values.RULE}; a diverged per_type's rows (values diverged; P(X > Y) cells name it) "
-    md += "measure the divergence, not the per_type.\n"
+    md += "measure the divergence, not the per_type; an out-of-range one's come from values no return can have.\n"
     for title, (headers, rows) in sections:
         md += f"\n## {title}\n\n" + results.markdown_table(headers, rows)
     if c.notes:

@@ -65,16 +65,19 @@ class Run:
     metrics record of each seed for runs written before summaries carried it."""
 
     diverged_at: dict[int, int | None] = field(default_factory=dict)
-    """Seed -> the first logged step its mean Q left the range returns can have (None: never);
-    empty when not measured (fdivrl.analysis.values: no reward bounds for the task)."""
+    """Seed -> the first logged step its mean Q left the range returns can have by more than the range's
+    width (None: never); empty when not measured (fdivrl.analysis.values: no reward bounds for the task)."""
+    left_at: dict[int, int | None] = field(default_factory=dict)
+    """Seed -> the first logged step its mean Q was out of that range (values.OUT_MARGIN; None: never)."""
     data_fingerprint: str | None = None
     """The fingerprint of the data it trained on (config.json's identity); None for online runs and runs
     made before fdivrl recorded it."""
 
     @property
     def values_status(self) -> str:
-        """'bounded', 'diverged', 'diverged in k/n seeds' or 'not measured' (fdivrl.analysis.values)."""
-        return values.status(at is not None for at in self.diverged_at.values())
+        """'bounded', 'diverged', 'out of range' (each possibly 'in k/n seeds') or 'not measured'
+        (fdivrl.analysis.values)."""
+        return pooled_values_status([self])
 
     @property
     def activity_status(self) -> str:
@@ -176,9 +179,11 @@ def load_run(path: Path) -> Run:
             per_seed_act = {s: activity.seed_record(r) for s, r in activity.last_rows(_metrics(path)).items()}
         task = task_of(config, mode)
         checked = summary.get("values")
-        if not isinstance(checked, dict):  # a run finished before summaries carried the check
+        if not isinstance(checked, dict) or any("left_at" not in r for r in checked.get("per_seed", [])):
+            # a run finished before summaries carried the check, or its out-of-range part
             checked = values.check(_metrics(path), values.bounds_of(task, config))
         diverged_at = {int(r["seed"]): r.get("diverged_at") for r in checked.get("per_seed", [])}
+        left_at = {int(r["seed"]): r.get("left_at") for r in checked.get("per_seed", [])}
         identity = stored.get("identity") or {}
         return Run(
             path=path,
@@ -195,6 +200,7 @@ def load_run(path: Path) -> Run:
             prioritized=prioritized,
             activity=per_seed_act,
             diverged_at=diverged_at,
+            left_at=left_at,
             data_fingerprint=identity.get("data_fingerprint"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -208,8 +214,9 @@ def pooled_activity_status(pooled: Sequence[Run]) -> str:
 
 
 def pooled_values_status(pooled: Sequence[Run]) -> str:
-    """The value-divergence verdict of one per_type's runs on a task taken together."""
-    return values.status(at is not None for r in pooled for at in r.diverged_at.values())
+    """The value-range verdict of one per_type's runs on a task taken together (their seeds pooled)."""
+    seeds = [{"diverged_at": at, "left_at": r.left_at.get(s)} for r in pooled for s, at in r.diverged_at.items()]
+    return values.seeds_status(seeds)
 
 
 def other_data(run: Run, pooled: Sequence[Run]) -> Run | None:

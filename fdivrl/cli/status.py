@@ -53,10 +53,11 @@ def _priorities(activity: dict) -> str:
 
 def _values(values: dict) -> str:
     status = values.get("status", "not measured")
-    if not status.startswith("diverged"):
+    key = "diverged_at" if status.startswith("diverged") else "left_at"
+    marks = [s[key] for s in values.get("per_seed", []) if s.get(key) is not None]
+    if not marks:
         return {"bounded": "ok", "not measured": "–"}.get(status, status)
-    first = min(s["diverged_at"] for s in values["per_seed"] if s.get("diverged_at") is not None)
-    return f"{status.upper()} from @{_steps(first)}"
+    return f"{status.upper() if key == 'diverged_at' else status} from @{_steps(min(marks))}"
 
 
 def _label(path: Path, root: Path) -> str:
@@ -106,10 +107,9 @@ def status(
     console.print(
         f"last evaluation: each seed's {' or '.join(metrics) or 'score'} @ its step; ETA at the speed of the last "
         "checkpoint interval; Q: ok while every seed's mean Q stays in the range returns can have (DIVERGED: it left "
-        "it, and the scores say nothing about the per_type); ESS: (Σw)²/(N·Σw²) of the stored priorities, "
-        "1 = uniform; floor/cap: share of the "
-        "stored weights there. A stopped run resumes with `fdivrl train --config <dir> --out <dir> --resume` or its "
-        "bench command; "
-        "--json has every field.",
+        "it by more than its width, and the scores say nothing about the per_type; out of range: by less); ESS: "
+        "(Σw)²/(N·Σw²) of the stored priorities, 1 = uniform; floor/cap: share of the stored weights there. A "
+        "stopped run resumes with `fdivrl train --config <dir> --out <dir> --resume` or its bench command; --json "
+        "has every field.",
         highlight=False,
     )
