@@ -36,6 +36,10 @@ LONG_STEPS=${LONG_STEPS:-300000}
 OFFLINE_TYPES=KL,uniform,JS-exact,sigmoid,PER,JS
 ONLINE_TYPES=KL,uniform,JS-exact,sigmoid
 start=$(date +%s)
+# every bench below passes --stop-diverged: a group whose seeds have all diverged ends there (its score,
+# marked DIVERGED, is from that step; the cell's note names it) instead of training a learner that
+# cannot recover for the rest of its steps (the seed's JS diverges within 4k steps on AntMaze). Groups
+# finished before the option existed trained to their end.
 
 standins() {  # the dataset ids of the given tasks, generating missing stand-ins first
   local ids=() task id
@@ -52,17 +56,17 @@ standins() {  # the dataset ids of the given tasks, generating missing stand-ins
 if [[ $PART == all || $PART == antmaze ]]; then
   # the quick preset: 100k gradient steps, evaluation every 25k on 10 episodes, final one on 50
   $FDIVRL bench antmaze --datasets "$(standins "${TASKS[@]}")" --per-types $OFFLINE_TYPES \
-    --seeds "$SEEDS" --seeds-per-run $PER_RUN --preset quick --results "$RUNS/antmaze" --quiet --workers "$WORKERS"
+    --seeds "$SEEDS" --seeds-per-run $PER_RUN --preset quick --results "$RUNS/antmaze" --stop-diverged --quiet --workers "$WORKERS"
 fi
 if [[ $PART == all || $PART == antmaze-long ]]; then
   $FDIVRL bench antmaze --datasets "$(standins "${LONG_TASKS[@]}")" --per-types $OFFLINE_TYPES \
     --seeds "$SEEDS" --seeds-per-run $PER_RUN --preset quick --steps "$LONG_STEPS" --eval-every 50000 \
-    --layer-norm value,critic --results "$RUNS/antmaze-long" --quiet --workers "$WORKERS"
+    --layer-norm value,critic --results "$RUNS/antmaze-long" --stop-diverged --quiet --workers "$WORKERS"
 fi
 if [[ $PART == all || $PART == hopper ]]; then
   # online SAC(+ROER) on Hopper-v5, 100k env steps, ROER's score (mean of the last 10 evaluations)
   $FDIVRL bench mujoco --tasks Hopper --per-types $ONLINE_TYPES --seeds "$HOPPER_SEEDS" --seeds-per-run $PER_RUN \
-    --preset quick --steps 100000 --results "$RUNS/mujoco" --quiet --workers "$WORKERS"
+    --preset quick --steps 100000 --results "$RUNS/mujoco" --stop-diverged --quiet --workers "$WORKERS"
 fi
 # tables, statistics and figures from the runs on disk, then the page
 mkdir -p "$OUT"

@@ -439,3 +439,17 @@ def test_a_cell_whose_values_left_the_return_range_is_marked_even_from_an_older_
     cell = B._cell([group], ("d4rl_score",), {})
     assert cell.values == "out of range in 1/2 seeds"
     assert B.format_cell(cell, "d4rl_score").endswith("(n=2) Q-OUT")
+
+
+def test_stop_diverged_reaches_every_group_and_a_stopped_run_s_cell_says_where_it_stopped(tmp_path):
+    target = B.Target("umaze", "fdivrl/antmaze/umaze-v1", "stand-in")
+    groups = B.plan([target], ["KL", "JS"], [0, 1], "quick", "offline", tmp_path, stop_diverged=True, steps=30)
+    assert [g.stop_diverged for g in groups] == [True, True]
+    assert not any(g.stop_diverged for g in B.plan([target], ["KL"], [0], "quick", "offline", tmp_path, steps=30))
+    (group,) = [g for g in groups if g.per_type == "JS"]
+    with runs.RunDir.create(group.out, group.config.to_dict(), seeds={"seeds": [0, 1]}) as run:
+        per_seed = [{"seed": 0, "d4rl_score": 0.0}, {"seed": 1, "d4rl_score": 10.0}]
+        summary = {"status": "finished", "per_type": "JS", "steps": 10, "seeds": [0, 1]}
+        run.write_summary({**summary, "final_eval": {"per_seed": per_seed}, "stopped_early": {"step": 10}})
+    cell = B._cell([group], ("d4rl_score",), {})
+    assert cell.estimates["d4rl_score"].value == 5.0 and cell.note == "run stopped at step 10 of 30 (diverged)"

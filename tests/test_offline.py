@@ -298,3 +298,36 @@ def test_default_out_names_dataset_per_type_and_seeds():
     exact = C.preset_config("quick", "D4RL/antmaze/medium-play-v1", "JS-exact")
     assert exact.divergence.beta == 3 * 0.8 and exact.replay.lower_clip == 1.0  # beta_scale 3, unbounded
     assert cfg.reward_shift == -1.0
+
+
+def test_stop_diverged_ends_the_run_at_the_step_every_seed_diverged_and_a_resume_without_it_goes_on(
+    tiny_dataset_id, tmp_path, capsys, monkeypatch
+):
+    # the tiny dataset has no suite, so no reward bounds: give it a range no mean Q can be near
+    monkeypatch.setattr(values, "bounds_of", lambda task, config: (50.0, 51.0))
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", tiny_dataset_id, "--per-type", "JS", "--steps", "40", "--chunk", "10"]
+    argv += ["--eval-every", "20", "--eval-episodes", "1", "--seeds", "2", "--out", str(out), "--quiet", "--json"]
+    code, stdout, err = cli([*argv, "--stop-diverged"], capsys)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["status"] == "finished" and summary["steps"] == 10
+    assert summary["stopped_early"]["step"] == 10 and summary["stopped_early"]["of"] == 40
+    assert "seed 0 at step 10, seed 1 at step 10" in summary["stopped_early"]["reason"]
+    assert summary["values"]["status"] == "diverged"
+    # the final evaluation and checkpoint are taken where it stopped
+    assert [(e["step"], e["seed"]) for e in read_jsonl(out / "eval.jsonl")] == [(10, 0), (10, 1)]
+    assert summary["final_eval"]["per_seed"][0]["step"] == 10
+    assert [step for step, _ in list_checkpoints(out / "checkpoints")] == [10]
+    # the option is not part of the config: resuming without it is the same run, trained to its end
+    code, stdout, err = cli([*argv, "--resume"], capsys)
+    assert code == 0, err
+    again = json.loads(stdout)
+    assert again["steps"] == 40 and "stopped_early" not in again
+    assert [(m["step"], m["seed"]) for m in read_jsonl(out / "metrics.jsonl")][-2:] == [(40, 0), (40, 1)]
+
+
+def test_stop_diverged_leaves_a_run_whose_values_stay_in_range_alone(tiny_dataset_id, tmp_path, monkeypatch):
+    monkeypatch.setattr(values, "bounds_of", lambda task, config: (-1e6, 1e6))
+    summary = train(small_config(tiny_dataset_id, steps=200), tmp_path / "run", stop_diverged=True)
+    assert summary["steps"] == 200 and "stopped_early" not in summary and summary["values"]["status"] == "bounded"

@@ -45,6 +45,26 @@ def test_regeneration_script_is_valid_bash_and_names_real_tasks_and_per_types():
     assert "Hopper" in {t.task for t in B.load_suite("mujoco").tasks}
 
 
+def test_every_option_the_script_passes_exists_on_its_command():
+    """A renamed or removed option would fail only hours into a regeneration: check them all here."""
+    import typer
+
+    from fdivrl.cli.app import app
+
+    commands = typer.main.get_command(app).commands
+    # one logical line per call: join the continuation lines first
+    text = SCRIPT.read_text().replace("\\\n", " ")
+    calls = re.findall(r"\$FDIVRL (\w+)( [^\n]*)", text)
+    assert {name for name, _ in calls} >= {"bench", "compare", "status", "data"}
+    for name, args in calls:
+        command = commands[name]
+        if hasattr(command, "commands"):  # a group (data): the subcommand is the next word
+            command = command.commands[args.split()[0]]
+        known = {opt for param in command.params for opt in param.opts + param.secondary_opts}
+        used = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", args))
+        assert used <= known, (name, sorted(used - known))
+
+
 def test_render_copies_the_tables_it_is_made_of(tmp_path):
     out = tmp_path / "results"
     (out / "compare-antmaze").mkdir(parents=True)

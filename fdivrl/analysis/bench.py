@@ -155,6 +155,9 @@ class Group:
     config: C.TrainConfig
     out: Path
     log: Path
+    stop_diverged: bool = False
+    """train(stop_diverged=...): end the run once every seed diverged. Not part of the config, so a run
+    resumed with or without it is the same run."""
 
 
 def _safe(name: str) -> str:
@@ -192,6 +195,7 @@ def plan(
     mode: str,
     results_dir: Path,
     seeds_per_run: int | None = None,
+    stop_diverged: bool = False,
     **overrides: Any,
 ) -> list[Group]:
     """Every (target, per_type, run of seeds) group, with its run directory and log path (absolute, for
@@ -217,6 +221,7 @@ def plan(
                         cfg,
                         root / _safe(target.source) / name,
                         root / "logs" / _safe(target.source) / f"{name}.log",
+                        stop_diverged,
                     )
                 )
     return groups
@@ -278,7 +283,7 @@ def run_group(group: Group, reporter: Any = None) -> GroupResult:
         try:
             from fdivrl.training.loop import train
 
-            train(group.config, group.out, resume=True, reporter=reporter)
+            train(group.config, group.out, resume=True, reporter=reporter, stop_diverged=group.stop_diverged)
         except RunLocked as exc:
             log.write(f"busy: {exc}\n")
             return GroupResult(group, "busy", _one_line(exc), time.perf_counter() - t0)
@@ -550,6 +555,11 @@ def _cell(groups: Sequence[Group], metrics: Sequence[str], status: dict[Path, Gr
             per_seed[m] = by_seed
     notes = [f"non-finite score of seed {', '.join(map(str, sorted(dropped)))} left out"] if dropped else []
     notes += [] if estimates else ["no final evaluation"]
+    notes += [  # train(stop_diverged=True) ended it early: its score is from that step
+        f"{g.out.name if len(groups) > 1 else 'run'} stopped at step {run.steps:,} of {g.config.steps:,} (diverged)"
+        for g, run in zip(groups, loaded, strict=True)
+        if run.steps < g.config.steps
+    ]
     return Cell(
         estimates,
         sum(len(run.final) for run in loaded),
@@ -598,6 +608,7 @@ def prepare(
     tasks: Sequence[str] = (),
     datasets: Sequence[str] = (),
     seeds_per_run: int | None = None,
+    stop_diverged: bool = False,
     **overrides: Any,
 ) -> tuple[Suite, str, list[Group], list[str]]:
     """Resolve a sweep before anything runs (every config validated, data found): the suite, the
@@ -609,7 +620,7 @@ def prepare(
     targets, missing = resolve_targets(spec, mode, list(dict.fromkeys(datasets)))
     check_targets(targets, missing)
     chosen = list(dict.fromkeys(D.get(p).name for p in per_types))
-    groups = plan(targets, chosen, list(seeds), preset, mode, results_dir, seeds_per_run, **overrides)
+    groups = plan(targets, chosen, list(seeds), preset, mode, results_dir, seeds_per_run, stop_diverged, **overrides)
     return spec, mode, groups, missing
 
 

@@ -14,6 +14,7 @@ from fdivrl import config as C
 from fdivrl import suites
 from fdivrl.cli.common import (
     PER_TYPES_HELP,
+    STOP_DIVERGED_HELP,
     RichReporter,
     app,
     choice,
@@ -84,6 +85,7 @@ def bench(
         int | None, typer.Option(help=C.option_help("eval_episodes") + " The final one included.")
     ] = None,
     layer_norm: Annotated[str | None, typer.Option(help=C.option_help("layer_norm"))] = None,
+    stop_diverged: Annotated[bool, typer.Option(help=STOP_DIVERGED_HELP)] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the outcomes and the table as JSON.")] = False,
 ) -> None:
@@ -122,6 +124,7 @@ def bench(
         tasks=split_list(tasks),
         datasets=split_list(datasets),
         seeds_per_run=seeds_per_run,
+        stop_diverged=stop_diverged,
         steps=steps,
         chunk=chunk,
         eval_every=eval_every,

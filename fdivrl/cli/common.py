@@ -37,6 +37,11 @@ console = Console()
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 PER_TYPES_HELP = "per_types (case-insensitive): " + ", ".join(D.names())
+STOP_DIVERGED_HELP = (
+    "End a run once every seed's mean Q has left the range of possible returns by more than its width (tasks "
+    "with bounded rewards, e.g. AntMaze): it takes its final evaluation and checkpoint there, and its summary "
+    "says stopped_early. Saves the steps a diverged learner cannot use."
+)
 
 
 def split_list(values: list[str] | None) -> list[str]:

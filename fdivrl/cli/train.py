@@ -17,6 +17,7 @@ from fdivrl import config as C
 from fdivrl.api import make_config
 from fdivrl.cli.common import (
     PER_TYPES_HELP,
+    STOP_DIVERGED_HELP,
     RichReporter,
     app,
     choice,
@@ -70,6 +71,7 @@ def _train_parameters() -> list[inspect.Parameter]:
     flags: list[tuple[str, type, Any, str, tuple[str, ...]]] = [
         ("out", Path | None, None, "Run directory (default runs/<dataset or env>/<per_type>).", ()),
         ("resume", bool, False, "Continue the run in --out from its last checkpoint.", ()),
+        ("stop_diverged", bool, False, STOP_DIVERGED_HELP, ()),
         ("log", str, "none", f"Extra logger beside the JSONL files: {', '.join(loggers.KINDS)}.", ()),
         ("quiet", bool, False, "No progress bar.", ()),
         ("json_out", bool, False, "Print the summary as JSON.", ("--json",)),
@@ -88,11 +90,12 @@ def _train_parameters() -> list[inspect.Parameter]:
 
 def train(**options: Any) -> None:
     """Train one per_type (one or several vmapped seeds) and write a run directory."""
-    out, resume, quiet, json_out = (
+    out, resume, quiet, json_out, stop_diverged = (
         options.pop("out"),
         options.pop("resume"),
         options.pop("quiet"),
         options.pop("json_out"),
+        options.pop("stop_diverged"),
     )
     log = choice("--log", options.pop("log"), loggers.KINDS)
     if out is not None:
@@ -110,7 +113,8 @@ def train(**options: Any) -> None:
     from fdivrl.training.loop import train as run_training
 
     run_dir = out or usable_dir("--out", default_out(cfg))
-    summary = run_training(cfg, run_dir, resume=resume, reporter=RichReporter(quiet=quiet or json_out), log=log)
+    reporter = RichReporter(quiet=quiet or json_out)
+    summary = run_training(cfg, run_dir, resume=resume, reporter=reporter, log=log, stop_diverged=stop_diverged)
     if json_out:
         print(json.dumps(summary))
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -122,10 +122,15 @@ def train(
     reporter: Reporter | None = None,
     on_chunk: Callable[[int], None] | None = None,
     log: str = "none",
+    stop_diverged: bool = False,
 ) -> dict[str, Any]:
     """Train `cfg.seeds` in `cfg.mode` and write the run directory `out`; returns summary.json.
 
     on_chunk(progress) is called after every chunk has been logged, evaluated and checkpointed.
+    stop_diverged ends the run once every seed's values have diverged (fdivrl.analysis.values; only
+    where the task's returns are bounded): the rest of the steps cannot give a score that says
+    anything about the per_type (the seed's JS diverges within 4k steps on AntMaze). The run then
+    takes its final evaluation and checkpoint at that step and its summary says `stopped_early`.
     summary.json's `wall_s` is the run's wall time over all its segments up to their last
     checkpoint (work lost to an interruption is not counted); None when a segment was resumed from a
     checkpoint that did not record it.
@@ -162,13 +167,30 @@ def train(
             reporter.message(f"{out} is already finished at step {start}")
             return rundir.read_summary() or {}
         evaluations = evals_by_step(rundir.read_evals()) if restored is not None else []
+        stored_json = rundir.read_config()
+        stored = stored_json["config"]
+        # checked from the config as stored, as the readers of older runs check them
+        bounds = values.bounds_of(results.task_of(stored), stored)
+        watch = (
+            _DivergenceWatch(bounds, rundir.read_metrics() if restored is not None else []) if stop_diverged else None
+        )
         reporter.start(mode.total, start, mode.description)
         t_run = time.perf_counter()
         clock = _WallClock(t_start, wall_before)
         try:
             with stop.deferred_stop() as stop_requested:
-                progress, new = _train(
-                    mode, cfg, rundir, logger, reporter, on_chunk, start, restored is not None, clock, stop_requested
+                progress, new, stopped = _train(
+                    mode,
+                    cfg,
+                    rundir,
+                    logger,
+                    reporter,
+                    on_chunk,
+                    start,
+                    restored is not None,
+                    clock,
+                    stop_requested,
+                    watch,
                 )
         finally:  # also on an error or a stop, so no progress display is left running
             mode.close()
@@ -179,8 +201,8 @@ def train(
             step = evaluations[-1][0]["step"]
             reporter.message(f"{out}: summary rebuilt from the evaluation at step {step} in eval.jsonl")
         evaluations += new
-        stored_json = rundir.read_config()
-        stored = stored_json["config"]
+        if stopped:
+            reporter.message(f"{out}: {stopped}")
         summary = {
             "status": "finished",
             "per_type": cfg.per_type,
@@ -191,9 +213,10 @@ def train(
             "wall_s": clock.total(),
             "final_eval": summarize_evals(evaluations[-1]) if evaluations else None,
             "activity": activity.summarize(cfg.replay.prioritized, metrics := rundir.read_metrics()),
-            # checked from the config as stored, as the readers of older runs check them
-            "values": values.check(metrics, values.bounds_of(results.task_of(stored), stored)),
+            "values": values.check(metrics, bounds),
         }
+        if stopped:
+            summary["stopped_early"] = {"step": progress, "of": mode.total, "reason": stopped}
         rundir.write_summary(summary)
         return summary
 
@@ -209,43 +232,72 @@ def _train(
     restored: bool,
     clock: _WallClock,
     stop_requested: Callable[[], str | None],
-) -> tuple[int, list[Evaluation]]:
+    watch: _DivergenceWatch | None = None,
+) -> tuple[int, list[Evaluation], str | None]:
     """The chunks from `progress` to the end, each logged, evaluated and checkpointed as it asks, then
-    reported and passed to on_chunk; returns the final progress and this segment's evaluations.
-    A stop request (SIGINT, SIGTERM) checkpoints the chunk just done and raises StopRequested."""
+    reported and passed to on_chunk; returns the final progress, this segment's evaluations and why
+    it stopped early (None: it did not; see `watch`). A stop request (SIGINT, SIGTERM) checkpoints the
+    chunk just done and raises StopRequested."""
     last_ckpt = progress if restored else None
     evaluations: list[Evaluation] = []
     last_eval: str | None = None
-    while progress < mode.total:
+    stopped: str | None = None
+    while progress < mode.total and stopped is None:
         chunk = mode.advance(progress)
         progress = chunk.progress
-        for seed, row in zip(cfg.seeds, chunk.rows, strict=True) if chunk.rows is not None else ():
+        pairs = zip(cfg.seeds, chunk.rows, strict=True) if chunk.rows is not None else ()
+        rows = [{"step": progress, "seed": seed, **row} for seed, row in pairs]
+        for row in rows:
             runs.check_finite(row, progress, last_ckpt)  # before the checkpoint: the last one on disk stays good
-            rundir.log_metrics({"step": progress, "seed": seed, **row})
-            logger.log(progress, row, f"seed{seed}/train")
-        n_eps = cfg.final_eval_episodes if progress >= mode.total else cfg.eval_episodes
-        if chunk.evaluate and n_eps > 0:
+            rundir.log_metrics(row)
+            logger.log(
+                progress, {k: v for k, v in row.items() if k not in ("step", "seed")}, f"seed{row['seed']}/train"
+            )
+        if watch is not None and progress < mode.total:
+            stopped = watch.update(rows, cfg.seeds)
+        n_eps = cfg.final_eval_episodes if progress >= mode.total or stopped else cfg.eval_episodes
+        if (chunk.evaluate or stopped) and n_eps > 0:
             evals = mode.evaluate(n_eps, progress)
             evaluations.append(evals)
             for e in evals:
                 rundir.log_eval(e)
                 logger.log(progress, {k: v for k, v in e.items() if isinstance(v, float)}, f"seed{e['seed']}/eval")
             last_eval = f"{np.mean([e[mode.headline] for e in evals]):.1f}"
-        if chunk.checkpoint:
+        if chunk.checkpoint or stopped:
             rundir.save_checkpoint(progress, mode.tree(), meta={runs.WALL_KEY: clock.total()})
             last_ckpt = progress
         reporter.advance(progress, chunk.rate, last_eval)
         if on_chunk is not None:
             on_chunk(progress)
         signal_name = stop_requested()
-        if signal_name is not None and progress < mode.total:
+        if signal_name is not None and progress < mode.total and not stopped:
             if last_ckpt != progress:
                 rundir.save_checkpoint(progress, mode.tree(), meta={runs.WALL_KEY: clock.total()})
             raise stop.StopRequested(
                 f"{signal_name} at step {progress} of {mode.total}: checkpoint saved in {rundir.path}; "
                 "fdivrl train --resume (or the same fdivrl bench command) continues from it"
             )
-    return progress, evaluations
+    return progress, evaluations, stopped
+
+
+class _DivergenceWatch:
+    """Which seeds' values have diverged so far (values.check over the rows it was shown, a resumed
+    run's logged ones first), for train(stop_diverged=True)."""
+
+    def __init__(self, bounds: tuple[float, float] | None, logged: list[dict[str, Any]]) -> None:
+        self.bounds = bounds
+        self.diverged: dict[int, int] = {}
+        self.update(logged, ())
+
+    def update(self, rows: list[dict[str, Any]], seeds: Sequence[int]) -> str | None:
+        """Take in `rows`; why to stop when every one of `seeds` has diverged, else None."""
+        for s in values.check(rows, self.bounds)["per_seed"]:
+            if s["diverged_at"] is not None:
+                self.diverged.setdefault(s["seed"], s["diverged_at"])
+        if not seeds or any(seed not in self.diverged for seed in seeds):
+            return None
+        when = ", ".join(f"seed {seed} at step {self.diverged[seed]:,}" for seed in seeds)
+        return f"stopped early: every seed's values diverged ({when}; {values.RULE})"
 
 
 def default_out(cfg: TrainConfig) -> Path:
