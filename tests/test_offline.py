@@ -14,7 +14,7 @@ import pytest
 from tiny_datasets import copy_dataset, make_tiny_antmaze
 
 from fdivrl import config as C
-from fdivrl.analysis import values
+from fdivrl.analysis import compare, values
 from fdivrl.cli.app import main
 from fdivrl.cli.train import load_train_config
 from fdivrl.data.datasets import datasets_root
@@ -319,6 +319,8 @@ def test_stop_diverged_ends_the_run_at_the_step_every_seed_diverged_and_a_resume
     assert [(e["step"], e["seed"]) for e in read_jsonl(out / "eval.jsonl")] == [(10, 0), (10, 1)]
     assert summary["final_eval"]["per_seed"][0]["step"] == 10
     assert [step for step, _ in list_checkpoints(out / "checkpoints")] == [10]
+    (row,) = compare.runs_rows(compare.compare(tmp_path, ("JS",), reps=50))[1]
+    assert row[2].endswith("(stopped at step 10: every seed diverged)")
     # the option is not part of the config: resuming without it is the same run, trained to its end
     code, stdout, err = cli([*argv, "--resume"], capsys)
     assert code == 0, err

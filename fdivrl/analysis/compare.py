@@ -362,7 +362,8 @@ def runs_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
         [
             "used",
             str(r.path),
-            f"{r.per_type} on {task_label(r)}, seeds {list(r.scores(c.metric, c.score))}: {c.run_score(r)}",
+            f"{r.per_type} on {task_label(r)}, seeds {list(r.scores(c.metric, c.score))}: {c.run_score(r)}"
+            + (f" (stopped at step {r.stopped_at:,}: every seed diverged)" if r.stopped_at is not None else ""),
         ]
         for r in c.used
     ]

@@ -72,6 +72,8 @@ class Run:
     data_fingerprint: str | None = None
     """The fingerprint of the data it trained on (config.json's identity); None for online runs and runs
     made before fdivrl recorded it."""
+    stopped_at: int | None = None
+    """The step train(stop_diverged=True) ended it at, every seed diverged (summary's stopped_early)."""
 
     @property
     def values_status(self) -> str:
@@ -202,6 +204,7 @@ def load_run(path: Path) -> Run:
             diverged_at=diverged_at,
             left_at=left_at,
             data_fingerprint=identity.get("data_fingerprint"),
+            stopped_at=(summary.get("stopped_early") or {}).get("step"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptRun(f"summary.json is malformed ({type(exc).__name__}: {exc})") from exc
