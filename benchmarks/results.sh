@@ -71,7 +71,8 @@ fi
 # tables, statistics and figures from the runs on disk, then the page
 mkdir -p "$OUT"
 finished_types() {  # those of the per_types $2 (comma-separated) with a finished run under $1, in $2's order
-  $FDIVRL status "$1" --json | $PYTHON -c '
+  # (none where status finds no run directory: it says so and exits non-zero, which must not end the script)
+  { $FDIVRL status "$1" --json < /dev/null 2> /dev/null || true; } | $PYTHON -c '
 import json, sys
 done = {r["per_type"] for r in map(json.loads, sys.stdin) if r["state"] == "finished"}
 print(",".join(p for p in sys.argv[1].split(",") if p in done))' "$2"

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from fdivrl.analysis import compare as K
-from fdivrl.analysis.results import scan
+from fdivrl.analysis.results import Run, scan
+from fdivrl.analysis.stats import Estimate
 from fdivrl.cli.app import main
 from fdivrl.errors import ConfigError
 from fdivrl.runs import rundir as runs
@@ -430,3 +431,28 @@ def test_figures_mark_a_per_type_inactive_only_on_the_task_where_it_was(tmp_path
         assert {color for label, _, color in on_a if label.startswith("JS")} == {
             color for label, _, color in on_b if label.startswith("JS")
         }
+
+
+def test_improvement_cells_name_the_sides_whose_values_left_their_range():
+    """P(X > Y) between learners whose mean Q went out of range compares values no return can have: the
+    cell says which side, as it does for a divergence (which outranks it)."""
+
+    def run(per_type: str, left: int | None, diverged: int | None = None) -> Run:
+        return Run(
+            path=Path(per_type), per_type=per_type, mode="offline", task="t", preset="quick", steps=10,
+            seeds=(0,), is_standin=True, final={0: {"d4rl_score": 1.0}},
+            diverged_at={0: diverged}, left_at={0: left},
+        )  # fmt: skip
+
+    half = Estimate(0.5, 0.25, 0.75)
+    used = (run("KL", 20), run("uniform", None), run("JS", 5, 8))
+    c = K.Comparison(
+        ("KL", "uniform", "JS"), "d4rl_score", "auto", {}, {},
+        {"KL > uniform": {"t": half}, "uniform > JS": {"t": half}, "JS > KL": {"t": half}},
+        ("t",), (), used, (),
+    )  # fmt: skip
+    assert K.values_status(c, "t", "KL") == "out of range" and K.values_status(c, "t", "JS") == "diverged"
+    rows = {row[0]: row[1] for row in K.improvement_rows(c)[1]}
+    assert rows["KL > uniform"].endswith("(KL out of range)")
+    assert rows["uniform > JS"].endswith("(JS diverged)")
+    assert rows["JS > KL"].endswith("(JS diverged; KL out of range)")

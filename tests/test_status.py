@@ -119,3 +119,15 @@ def test_nothing_to_report_is_one_line(tmp_path, make, needle):
     make(tmp_path / "empty")
     code, _, err = cli(["status", str(tmp_path / "empty")])
     assert code != 0 and len(err.strip().splitlines()) == 1 and needle in err
+
+
+def test_the_q_column_names_the_first_step_out_of_range_and_a_divergence_first():
+    from fdivrl.analysis import values
+    from fdivrl.cli.status import _values
+
+    q_by_seed = {0: [-20, 35], 1: [-20, -5]}
+    rows = [{"step": 1000 * (i + 1), "seed": s, "q_mean": q} for s, qs in q_by_seed.items() for i, q in enumerate(qs)]
+    assert _values(values.check(rows, (-100.0, 0.0))) == "out of range in 1/2 seeds from @2k"
+    rows += [{"step": 3000, "seed": 1, "q_mean": 500.0}]
+    assert _values(values.check(rows, (-100.0, 0.0))) == "DIVERGED IN 1/2 SEEDS from @3k"
+    assert _values(values.check(rows[:1], (-100.0, 0.0))) == "ok"

@@ -341,15 +341,19 @@ def improvement_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     """P(X > Y) per task; a per_type inactive on any task is labelled so in the pair's name, since its
     row compares that learner under uniform replay, not its priorities; a cell where either side's
     learner diverged on that task (on any aggregated task for AGGREGATE) says so, since it compares a
-    divergence."""
+    divergence, and so does one where a side's values were out of range, since its scores come from
+    values no return can have."""
     inactive = set().union(*inactive_per_types(c).values())
 
     def label(pair: str) -> str:
         return " > ".join(f"{p} (inactive)" if p in inactive else p for p in pair.split(" > "))
 
     def cell(pair: str, task: str, estimate: stats.Estimate) -> str:
-        gone = [p for p in pair.split(" > ") if values_status(c, task, p).startswith("diverged")]
-        return fmt(estimate) + (f" ({', '.join(gone)} diverged)" if gone else "")
+        marks = []
+        for word in ("diverged", "out of range"):
+            sides = [p for p in pair.split(" > ") if values_status(c, task, p).startswith(word)]
+            marks += [f"{', '.join(sides)} {word}"] if sides else []
+        return fmt(estimate) + (f" ({'; '.join(marks)})" if marks else "")
 
     tasks = list(dict.fromkeys(t for by in c.improvement.values() for t in by))
     return ["P(X > Y)", *tasks], [

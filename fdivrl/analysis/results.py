@@ -182,8 +182,10 @@ def load_run(path: Path) -> Run:
         task = task_of(config, mode)
         checked = summary.get("values")
         if not isinstance(checked, dict) or any("left_at" not in r for r in checked.get("per_seed", [])):
-            # a run finished before summaries carried the check, or its out-of-range part
-            checked = values.check(_metrics(path), values.bounds_of(task, config))
+            # a run finished before summaries carried the check, or its out-of-range part; a stored check
+            # stays when the metrics cannot give one (a lost metrics.jsonl must not turn "diverged" to nothing)
+            again = values.check(_metrics(path), values.bounds_of(task, config))
+            checked = again if again["per_seed"] or not isinstance(checked, dict) else checked
         diverged_at = {int(r["seed"]): r.get("diverged_at") for r in checked.get("per_seed", [])}
         left_at = {int(r["seed"]): r.get("left_at") for r in checked.get("per_seed", [])}
         identity = stored.get("identity") or {}
