@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -446,10 +447,14 @@ def test_stop_diverged_reaches_every_group_and_a_stopped_run_s_cell_says_where_i
     groups = B.plan([target], ["KL", "JS"], [0, 1], "quick", "offline", tmp_path, stop_diverged=True, steps=30)
     assert [g.stop_diverged for g in groups] == [True, True]
     assert not any(g.stop_diverged for g in B.plan([target], ["KL"], [0], "quick", "offline", tmp_path, steps=30))
-    (group,) = [g for g in groups if g.per_type == "JS"]
-    with runs.RunDir.create(group.out, group.config.to_dict(), seeds={"seeds": [0, 1]}) as run:
-        per_seed = [{"seed": 0, "d4rl_score": 0.0}, {"seed": 1, "d4rl_score": 10.0}]
-        summary = {"status": "finished", "per_type": "JS", "steps": 10, "seeds": [0, 1]}
-        run.write_summary({**summary, "final_eval": {"per_seed": per_seed}, "stopped_early": {"step": 10}})
-    cell = B._cell([group], ("d4rl_score",), {})
+    js, kl = sorted(groups, key=lambda g: g.per_type)
+    per_seed = [{"seed": 0, "d4rl_score": 0.0}, {"seed": 1, "d4rl_score": 10.0}]
+    for group, early in ((js, {"stopped_early": {"step": 10}}), (kl, {})):  # KL: a shorter run, not stopped
+        with runs.RunDir.create(group.out, group.config.to_dict(), seeds={"seeds": [0, 1]}) as run:
+            summary = {"status": "finished", "per_type": group.per_type, "steps": 10, "seeds": [0, 1]}
+            run.write_summary({**summary, "final_eval": {"per_seed": per_seed}, **early})
+    cell = B._cell([js], ("d4rl_score",), {})
     assert cell.estimates["d4rl_score"].value == 5.0 and cell.note == "run stopped at step 10 of 30 (diverged)"
+    assert B._cell([kl], ("d4rl_score",), {}).note == ""
+    # a stopped run is done for a sweep that stops diverged runs, and trained on by one that does not
+    assert B.is_done(js) and not B.is_done(dataclasses.replace(js, stop_diverged=False))

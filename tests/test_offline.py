@@ -321,15 +321,35 @@ def test_stop_diverged_ends_the_run_at_the_step_every_seed_diverged_and_a_resume
     assert [step for step, _ in list_checkpoints(out / "checkpoints")] == [10]
     (row,) = compare.runs_rows(compare.compare(tmp_path, ("JS",), reps=50))[1]
     assert row[2].endswith("(stopped at step 10: every seed diverged)")
-    # the option is not part of the config: resuming without it is the same run, trained to its end
+    assert summary["stopped_early"]["extra_evaluation"] is True  # step 10 is not on the every-20 schedule
+    # asked again with the same rule, it is done: nothing more is trained
+    code, stdout, err = cli([*argv, "--resume", "--stop-diverged"], capsys)
+    assert code == 0, err
+    assert json.loads(stdout) == summary and read_jsonl(out / "metrics.jsonl")[-1]["step"] == 10
+    # the option is not part of the config: resuming without it is the same run, trained to its end,
+    # and the stop's off-schedule evaluation goes (an online score would average it in)
     code, stdout, err = cli([*argv, "--resume"], capsys)
     assert code == 0, err
     again = json.loads(stdout)
     assert again["steps"] == 40 and "stopped_early" not in again
     assert [(m["step"], m["seed"]) for m in read_jsonl(out / "metrics.jsonl")][-2:] == [(40, 0), (40, 1)]
+    assert sorted({e["step"] for e in read_jsonl(out / "eval.jsonl")}) == [20, 40]
+    assert json.loads((out / "summary.previous.json").read_text())["stopped_early"]["step"] == 10
 
 
 def test_stop_diverged_leaves_a_run_whose_values_stay_in_range_alone(tiny_dataset_id, tmp_path, monkeypatch):
     monkeypatch.setattr(values, "bounds_of", lambda task, config: (-1e6, 1e6))
     summary = train(small_config(tiny_dataset_id, steps=200), tmp_path / "run", stop_diverged=True)
     assert summary["steps"] == 200 and "stopped_early" not in summary and summary["values"]["status"] == "bounded"
+
+
+def test_the_divergence_watch_skips_pretraining_and_waits_for_every_seed():
+    from fdivrl.training.loop import _DivergenceWatch
+
+    # a finetune run's pretraining (steps <= 50 here) is not part of its steps: its rows do not count
+    watch = _DivergenceWatch((-100.0, 0.0), 50, [{"step": 40, "seed": 0, "q_mean": 1e4}])
+    assert watch.diverged == {}
+    rows = [{"step": 60, "seed": 0, "q_mean": 1e4}, {"step": 60, "seed": 1, "q_mean": -5.0}]
+    assert watch.update(rows, (0, 1)) is None
+    reason = watch.update([{"step": 70, "seed": 1, "q_mean": -1e4}], (0, 1))
+    assert reason.startswith("stopped early: every seed's values diverged (seed 0 at step 60, seed 1 at step 70;")

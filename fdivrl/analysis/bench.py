@@ -257,12 +257,16 @@ class GroupResult:
 
 
 def is_done(group: Group) -> bool:
-    """Finished, with the config this sweep would use (so a changed option is never silently skipped)."""
+    """Finished, with the config this sweep would use (so a changed option is never silently skipped);
+    a run stopped early (every seed diverged) counts as done only for a sweep that stops such runs."""
     if not runs.is_finished(group.out):
         return False
     try:
         stored = json.loads((group.out / runs.CONFIG_FILE).read_text())["config"]
-    except (OSError, ValueError, KeyError, TypeError):
+        early = (json.loads((group.out / runs.SUMMARY_FILE).read_text()) or {}).get("stopped_early")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    if early and not group.stop_diverged:
         return False
     wanted = json.loads(json.dumps(group.config.to_dict()))
     # the stored record adds facts about the data (data, env_id) beside the config: compare the config
@@ -556,9 +560,10 @@ def _cell(groups: Sequence[Group], metrics: Sequence[str], status: dict[Path, Gr
     notes = [f"non-finite score of seed {', '.join(map(str, sorted(dropped)))} left out"] if dropped else []
     notes += [] if estimates else ["no final evaluation"]
     notes += [  # train(stop_diverged=True) ended it early: its score is from that step
-        f"{g.out.name if len(groups) > 1 else 'run'} stopped at step {run.steps:,} of {g.config.steps:,} (diverged)"
+        f"{g.out.name if len(groups) > 1 else 'run'} stopped at step {run.stopped_at:,} of {g.config.steps:,}"
+        " (diverged)"
         for g, run in zip(groups, loaded, strict=True)
-        if run.steps < g.config.steps
+        if run.stopped_at is not None
     ]
     return Cell(
         estimates,

@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -164,6 +164,14 @@ def truncate_jsonl(path: str | os.PathLike[str], max_step: int | None) -> int:
 
     Rewrites atomically, and only when something changes.
     """
+    if max_step is None:
+        return filter_jsonl(path, lambda r: False)
+    return filter_jsonl(path, lambda r: not (isinstance(r, dict) and "step" in r and r["step"] > max_step))
+
+
+def filter_jsonl(path: str | os.PathLike[str], keep: Callable[[Any], bool]) -> int:
+    """Keep the records `keep` accepts, drop any torn tail; returns #dropped. Rewrites atomically, and
+    only when something changes."""
     path = Path(path)
     if not path.exists():
         return 0
@@ -171,10 +179,7 @@ def truncate_jsonl(path: str | os.PathLike[str], max_step: int | None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RunWarning)
         records = read_jsonl(path)
-    if max_step is None:
-        kept = []
-    else:
-        kept = [r for r in records if not (isinstance(r, dict) and "step" in r and r["step"] > max_step)]
+    kept = [r for r in records if keep(r)]
     dropped = len(records) - len(kept)
     torn = bool(raw) and not raw.endswith(b"\n")
     if dropped or torn:

@@ -47,6 +47,7 @@ from fdivrl.runs.io import (
     JsonlWriter,
     RunWarning,
     atomic_write_json,
+    filter_jsonl,
     json_dumps,
     jsonable,
     read_json,
@@ -334,9 +335,8 @@ class RunDir:
                 RunWarning,
                 stacklevel=3,
             )
-        if diffs and self.summary_path.exists():
-            # the old summary describes a shorter run: keep it, but it no longer marks this run finished
-            os.replace(self.summary_path, self.path / "summary.previous.json")
+        if diffs:  # the old summary describes a shorter run
+            self.retire_summary()
         stored["config"] = record["config"]
         stored["seeds"] = record["seeds"]
         stored["identity"] = {**known, **added}
@@ -416,6 +416,17 @@ class RunDir:
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         """Atomically write ``summary.json``; ``{"status": "finished"}`` marks the run finished."""
         atomic_write_json(self.summary_path, dict(summary))
+
+    def retire_summary(self) -> None:
+        """Keep summary.json as summary.previous.json: it no longer marks the run finished (a resume
+        trains it on)."""
+        if self.summary_path.exists():
+            os.replace(self.summary_path, self.path / "summary.previous.json")
+
+    def drop_evals(self, step: int) -> None:
+        """Drop the evaluation records of `step` (an early stop's, when the run trains on past it)."""
+        self._eval.close()
+        filter_jsonl(self.eval_path, lambda r: not (isinstance(r, dict) and r.get("step") == step))
 
     def read_summary(self) -> dict[str, Any] | None:
         return read_json(self.summary_path) if self.summary_path.exists() else None

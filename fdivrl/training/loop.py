@@ -166,14 +166,25 @@ def train(
         if start >= mode.total and rundir.is_finished():
             reporter.message(f"{out} is already finished at step {start}")
             return rundir.read_summary() or {}
+        early = ((rundir.read_summary() or {}).get("stopped_early") or {}) if restored is not None else {}
+        if early and stop_diverged:  # stopped by the same rule before: nothing more to train
+            reporter.message(f"{out} stopped early at step {early.get('step')}: {early.get('reason')}")
+            return rundir.read_summary() or {}
+        if restored is not None and rundir.is_finished():
+            # trained on past an early stop: its summary no longer describes the run, nor does the stop's
+            # off-schedule evaluation (an online score averages the last evaluations)
+            rundir.retire_summary()
+            if early.get("extra_evaluation"):
+                rundir.drop_evals(start)
         evaluations = evals_by_step(rundir.read_evals()) if restored is not None else []
         stored_json = rundir.read_config()
         stored = stored_json["config"]
         # checked from the config as stored, as the readers of older runs check them
         bounds = values.bounds_of(results.task_of(stored), stored)
-        watch = (
-            _DivergenceWatch(bounds, rundir.read_metrics() if restored is not None else []) if stop_diverged else None
-        )
+        # pretraining (finetune) is not part of a run's steps: the rule watches the run proper
+        counted_from = cfg.online.pretrain_steps if cfg.mode != "offline" else 0
+        logged = rundir.read_metrics() if restored is not None else []
+        watch = _DivergenceWatch(bounds, counted_from, logged) if stop_diverged else None
         reporter.start(mode.total, start, mode.description)
         t_run = time.perf_counter()
         clock = _WallClock(t_start, wall_before)
@@ -202,7 +213,7 @@ def train(
             reporter.message(f"{out}: summary rebuilt from the evaluation at step {step} in eval.jsonl")
         evaluations += new
         if stopped:
-            reporter.message(f"{out}: {stopped}")
+            reporter.message(f"{out}: {stopped['reason']}")
         summary = {
             "status": "finished",
             "per_type": cfg.per_type,
@@ -215,8 +226,8 @@ def train(
             "activity": activity.summarize(cfg.replay.prioritized, metrics := rundir.read_metrics()),
             "values": values.check(metrics, bounds),
         }
-        if stopped:
-            summary["stopped_early"] = {"step": progress, "of": mode.total, "reason": stopped}
+        if stopped:  # in the run's own steps (summary["steps"]), as cfg.steps counts them
+            summary["stopped_early"] = {"step": summary["steps"], "of": cfg.steps, **stopped}
         rundir.write_summary(summary)
         return summary
 
@@ -233,15 +244,15 @@ def _train(
     clock: _WallClock,
     stop_requested: Callable[[], str | None],
     watch: _DivergenceWatch | None = None,
-) -> tuple[int, list[Evaluation], str | None]:
+) -> tuple[int, list[Evaluation], dict[str, Any] | None]:
     """The chunks from `progress` to the end, each logged, evaluated and checkpointed as it asks, then
     reported and passed to on_chunk; returns the final progress, this segment's evaluations and why
-    it stopped early (None: it did not; see `watch`). A stop request (SIGINT, SIGTERM) checkpoints the
-    chunk just done and raises StopRequested."""
+    it stopped early ({"reason", "extra_evaluation"}; None: it did not; see `watch`). A stop request
+    (SIGINT, SIGTERM) checkpoints the chunk just done and raises StopRequested."""
     last_ckpt = progress if restored else None
     evaluations: list[Evaluation] = []
     last_eval: str | None = None
-    stopped: str | None = None
+    stopped: dict[str, Any] | None = None
     while progress < mode.total and stopped is None:
         chunk = mode.advance(progress)
         progress = chunk.progress
@@ -253,8 +264,9 @@ def _train(
             logger.log(
                 progress, {k: v for k, v in row.items() if k not in ("step", "seed")}, f"seed{row['seed']}/train"
             )
-        if watch is not None and progress < mode.total:
-            stopped = watch.update(rows, cfg.seeds)
+        if watch is not None and watch.counted_from < progress < mode.total:
+            reason = watch.update(rows, cfg.seeds)
+            stopped = {"reason": reason, "extra_evaluation": not chunk.evaluate} if reason else None
         n_eps = cfg.final_eval_episodes if progress >= mode.total or stopped else cfg.eval_episodes
         if (chunk.evaluate or stopped) and n_eps > 0:
             evals = mode.evaluate(n_eps, progress)
@@ -284,10 +296,12 @@ class _DivergenceWatch:
     """Which seeds' values have diverged so far (values.check over the rows it was shown, a resumed
     run's logged ones first), for train(stop_diverged=True)."""
 
-    def __init__(self, bounds: tuple[float, float] | None, logged: list[dict[str, Any]]) -> None:
+    def __init__(self, bounds: tuple[float, float] | None, counted_from: int, logged: list[dict[str, Any]]) -> None:
         self.bounds = bounds
+        self.counted_from = counted_from
+        """The progress the run's own steps start at (after pretraining); the rule watches only past it."""
         self.diverged: dict[int, int] = {}
-        self.update(logged, ())
+        self.update([r for r in logged if r.get("step", 0) > counted_from], ())
 
     def update(self, rows: list[dict[str, Any]], seeds: Sequence[int]) -> str | None:
         """Take in `rows`; why to stop when every one of `seeds` has diverged, else None."""
