@@ -166,11 +166,13 @@ def train(
         if start >= mode.total and rundir.is_finished():
             reporter.message(f"{out} is already finished at step {start}")
             return rundir.read_summary() or {}
-        early = ((rundir.read_summary() or {}).get("stopped_early") or {}) if restored is not None else {}
+        # a finished summary before the last step: an early stop (a damaged one is rebuilt at the end)
+        previous = rundir.read_summary() if restored is not None and rundir.is_finished() else None
+        early = (previous or {}).get("stopped_early") or {}
         if early and stop_diverged:  # stopped by the same rule before: nothing more to train
             reporter.message(f"{out} stopped early at step {early.get('step')}: {early.get('reason')}")
-            return rundir.read_summary() or {}
-        if restored is not None and rundir.is_finished():
+            return previous or {}
+        if previous is not None:
             # trained on past an early stop: its summary no longer describes the run, nor does the stop's
             # off-schedule evaluation (an online score averages the last evaluations)
             rundir.retire_summary()
