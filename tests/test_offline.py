@@ -209,6 +209,17 @@ def test_a_stop_signal_checkpoints_the_chunk_it_came_in_and_resume_loses_nothing
     assert_same_run(straight_run, tmp_path / "stopped", summary)
 
 
+def test_a_stop_signal_in_the_last_chunk_lets_the_run_finish_then_still_stops(tiny_dataset_id, tmp_path):
+    # a sweep must not take a request to stop as answered because the run it came in was ending anyway
+    def signal_at_end(step: int) -> None:
+        if step == 200:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(stop.StopRequested, match=r"SIGTERM during the last chunk of .*: the run finished first"):
+        train(small_config(tiny_dataset_id, steps=200), tmp_path / "run", on_chunk=signal_at_end)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
+
+
 def test_a_second_signal_stops_at_once():
     with stop.deferred_stop() as requested:
         assert requested() is None

@@ -205,6 +205,7 @@ def train(
                     stop_requested,
                     watch,
                 )
+                late_signal = stop_requested()  # came during the last chunk: the run ends first
         finally:  # also on an error or a stop, so no progress display is left running
             mode.close()
             reporter.stop()
@@ -231,6 +232,8 @@ def train(
         if stopped:  # in the run's own steps (summary["steps"]), as cfg.steps counts them
             summary["stopped_early"] = {"step": summary["steps"], "of": cfg.steps, **stopped}
         rundir.write_summary(summary)
+        if late_signal is not None:  # still a request to stop: a sweep must not go on to its next run
+            raise stop.StopRequested(f"{late_signal} during the last chunk of {out}: the run finished first")
         return summary
 
 
