@@ -43,7 +43,7 @@ def test_a_seed_out_of_range_by_less_than_the_width_is_marked_but_not_diverged()
     both = values.check(rows({0: [-20.0, 35.0], 1: [-20.0, 4057.0]}), (-100.0, 0.0))
     assert both["status"] == "diverged in 1/2 seeds"
     assert values.status([False, False], [True, True]) == "out of range"
-    assert values.status([False, False]) == "bounded" and values.status([]) == "not measured"
+    assert values.status([False, False], [False, False]) == "bounded" and values.status([], []) == "not measured"
 
 
 def test_without_bounds_or_q_nothing_is_claimed():

@@ -45,7 +45,7 @@ def bounds_of(task: str, config: Mapping[str, Any]) -> tuple[float, float] | Non
     return return_range(rewards[0] + shift, rewards[1] + shift, discount)
 
 
-def status(diverged: Iterable[bool], left: Iterable[bool] = ()) -> str:
+def status(diverged: Iterable[bool], left: Iterable[bool]) -> str:
     """'bounded', 'diverged', 'diverged in k/n seeds', 'out of range', 'out of range in k/n seeds', or
     'not measured' (no seed measured). `diverged` and `left` hold one flag per seed (left: out of range
     at some step); a divergence outranks an excursion."""
@@ -54,7 +54,7 @@ def status(diverged: Iterable[bool], left: Iterable[bool] = ()) -> str:
         return "not measured"
     for word, marks in (("diverged", flags), ("out of range", outs)):
         if any(marks):
-            return word if all(marks) and len(marks) == len(flags) else f"{word} in {sum(marks)}/{len(flags)} seeds"
+            return word if all(marks) else f"{word} in {sum(marks)}/{len(flags)} seeds"
     return "bounded"
 
 

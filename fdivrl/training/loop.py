@@ -185,8 +185,9 @@ def train(
         bounds = values.bounds_of(results.task_of(stored), stored)
         # pretraining (finetune) is not part of a run's steps: the rule watches the run proper
         counted_from = cfg.online.pretrain_steps if cfg.mode != "offline" else 0
-        logged = rundir.read_metrics() if restored is not None else []
-        watch = _DivergenceWatch(bounds, counted_from, logged) if stop_diverged else None
+        watch = None
+        if stop_diverged:  # a resumed run's logged rows first: a seed may have diverged before the stop
+            watch = _DivergenceWatch(bounds, counted_from, rundir.read_metrics() if restored is not None else [])
         reporter.start(mode.total, start, mode.description)
         t_run = time.perf_counter()
         clock = _WallClock(t_start, wall_before)
@@ -261,14 +262,12 @@ def _train(
     while progress < mode.total and stopped is None:
         chunk = mode.advance(progress)
         progress = chunk.progress
-        pairs = zip(cfg.seeds, chunk.rows, strict=True) if chunk.rows is not None else ()
-        rows = [{"step": progress, "seed": seed, **row} for seed, row in pairs]
-        for row in rows:
+        rows = []
+        for seed, row in zip(cfg.seeds, chunk.rows, strict=True) if chunk.rows is not None else ():
             runs.check_finite(row, progress, last_ckpt)  # before the checkpoint: the last one on disk stays good
-            rundir.log_metrics(row)
-            logger.log(
-                progress, {k: v for k, v in row.items() if k not in ("step", "seed")}, f"seed{row['seed']}/train"
-            )
+            rows.append({"step": progress, "seed": seed, **row})
+            rundir.log_metrics(rows[-1])
+            logger.log(progress, row, f"seed{seed}/train")
         if watch is not None and watch.counted_from < progress < mode.total:
             reason = watch.update(rows, cfg.seeds)
             stopped = {"reason": reason, "extra_evaluation": not chunk.evaluate} if reason else None
