@@ -179,6 +179,41 @@ def test_sweep_trains_every_group_then_skips_them(swept, tiny_dataset_id):
     assert code == 0 and "skipped KL" in out and "D4RL-style score = 100 × success" in out, err
 
 
+def test_a_table_is_made_again_from_finished_runs_on_a_machine_without_their_data(
+    swept, tiny_dataset_id, tmp_path, monkeypatch
+):
+    results = tmp_path / "results"
+    shutil.copytree(swept[0], results)
+    (results / "bench-antmaze-offline.json").unlink()
+    monkeypatch.setattr(B.minari_data, "local_datasets", lambda: [])
+    code, report, err = sweep(tiny_dataset_id, results, "KL,JS")
+    assert code == 0, err
+    assert [o["status"] for o in report["outcomes"]] == ["skipped", "skipped"] and report["missing"] == []
+
+    def cells(table: dict) -> list[dict]:  # the runs each cell was read from, apart
+        return [{p: {k: v for k, v in c.items() if k != "runs"} for p, c in r["per_types"].items()} for r in table["rows"]]
+
+    assert cells(report["table"]) == cells(swept[1]["table"])
+    (row,) = report["table"]["rows"]
+    assert all(Path(run).resolve().parent.parent == results for c in row["per_types"].values() for run in c["runs"])
+    assert json.loads((results / "bench-antmaze-offline.json").read_text()) == report["table"]
+    # a group that still has to train needs the data: the dataset is left out, with the usual line
+    code, _, err = sweep(tiny_dataset_id, results, "KL,JS,PER")
+    assert code == 3 and f"{tiny_dataset_id} is not present locally" in err and len(err.strip().splitlines()) == 1
+    assert not (results / B._safe(tiny_dataset_id) / "PER-offline-quick-s0x2").exists()
+    # the suite's own tasks: finished runs of a stand-in stand for it, real data that is here comes first
+    suite = B.load_suite("antmaze")
+    done = {"fdivrl/antmaze/umaze-v1", "D4RL/antmaze/medium-play-v1", "fdivrl/antmaze/medium-play-v1"}
+    monkeypatch.setattr(B.minari_data, "local_datasets", lambda: ["fdivrl/antmaze/large-play-v1"])
+    targets, missing = B.resolve_targets(suite, "offline", recorded=lambda t: t.source in done)
+    assert [(t.task, t.source, t.data) for t in targets] == [
+        ("umaze", "fdivrl/antmaze/umaze-v1", "stand-in"),
+        ("medium-play", "D4RL/antmaze/medium-play-v1", "D4RL"),
+        ("large-play", "fdivrl/antmaze/large-play-v1", "stand-in"),
+    ]
+    assert len(missing) == 3
+
+
 def test_compare_on_the_sweep_writes_tables_and_plots(swept):
     results = swept[0]
     code, out, err = cli(["compare", "KL", "JS", "--results", str(results), "--reps", "200", "--json"])

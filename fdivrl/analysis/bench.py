@@ -110,33 +110,42 @@ class Target:
     """'D4RL', 'stand-in', 'local' (a dataset given with --datasets) or 'env'."""
 
 
-def resolve_targets(suite: Suite, mode: str, datasets: Sequence[str] = ()) -> tuple[list[Target], list[str]]:
-    """The targets to run and one message per dataset that is missing (and left out)."""
+def resolve_targets(
+    suite: Suite, mode: str, datasets: Sequence[str] = (), recorded: Callable[[Target], bool] = lambda t: False
+) -> tuple[list[Target], list[str]]:
+    """The targets to run and one message per dataset that is missing (and left out). A dataset that is
+    not here still counts where ``recorded`` says its runs are all finished, so a table can be made
+    again from the runs on a machine without the data."""
     if mode == "online":
         if datasets:
             raise ConfigError(f"--datasets is for dataset suites; the {suite.name} suite trains in its envs")
         return [Target(t.task, t.env or t.task, "env") for t in suite.tasks], []
     present = set(minari_data.local_datasets())
+
+    def usable(target: Target) -> bool:
+        return target.source in present or recorded(target)
+
     targets: list[Target] = []
     missing: list[str] = []
     if datasets:
         by_id = {i: t for t in suite.tasks for i in (t.dataset, t.standin) if i}
         for dataset_id in datasets:
             known = by_id.get(dataset_id)
-            if dataset_id not in present:
-                missing.append(_missing(dataset_id, minari_data.standin_command(dataset_id)))
-                continue
             data = "D4RL" if dataset_id.startswith("D4RL/") else "stand-in" if known else "local"
-            task = known.task if known else dataset_id
-            targets.append(Target(task, dataset_id, data))
+            target = Target(known.task if known else dataset_id, dataset_id, data)
+            if usable(target):
+                targets.append(target)
+            else:
+                missing.append(_missing(dataset_id, minari_data.standin_command(dataset_id)))
         return targets, missing
     for t in suite.tasks:
-        if t.dataset in present:
-            targets.append(Target(t.task, t.dataset, "D4RL"))
-        elif t.standin in present:
-            targets.append(Target(t.task, t.standin, "stand-in"))
-        else:
+        options = [Target(t.task, i, kind) for i, kind in ((t.dataset, "D4RL"), (t.standin, "stand-in")) if i]
+        # data that is here first (real before stand-in), then finished runs of either
+        chosen = next((o for o in options if o.source in present), None) or next(filter(recorded, options), None)
+        if chosen is None:
             missing.append(_missing(t.dataset or t.task, minari_data.standin_command(t.dataset or "")))
+        else:
+            targets.append(chosen)
     return targets, missing
 
 
@@ -622,10 +631,17 @@ def prepare(
     mode = spec.modes[0] if mode is None else checks.canonical(mode, spec.modes)
     checks.choice("mode", mode, spec.modes)
     C.apply_options(C.TrainConfig(), _options(overrides))  # counts and choices, before data
-    targets, missing = resolve_targets(spec, mode, list(dict.fromkeys(datasets)))
-    check_targets(targets, missing)
     chosen = list(dict.fromkeys(D.get(p).name for p in per_types))
-    groups = plan(targets, chosen, list(seeds), preset, mode, results_dir, seeds_per_run, stop_diverged, **overrides)
+
+    def planned(targets: Sequence[Target]) -> list[Group]:
+        return plan(targets, chosen, list(seeds), preset, mode, results_dir, seeds_per_run, stop_diverged, **overrides)
+
+    def recorded(target: Target) -> bool:
+        return all(map(is_done, planned([target])))
+
+    targets, missing = resolve_targets(spec, mode, list(dict.fromkeys(datasets)), recorded)
+    check_targets(targets, missing)
+    groups = planned(targets)
     return spec, mode, groups, missing
 
 
