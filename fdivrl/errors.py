@@ -1,5 +1,8 @@
 """Errors a user can cause. The CLI prints their message as one line and exits non-zero."""
 
+OTHER_DIR = "choose another --out (in a sweep, another --results)"
+"""The way out of a run directory that cannot take this run; bench names its run directories itself."""
+
 
 class FdivrlError(Exception):
     """Base class: anything raised as an FdivrlError is the user's to fix, not a bug."""

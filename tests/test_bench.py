@@ -248,6 +248,12 @@ def test_changed_settings_are_not_skipped_and_failures_do_not_stop_the_sweep(swe
     for change in ({"eval_episodes": 2}, {"layer_norm": "critic,value"}):
         other = B.plan([target], ["JS"], (0, 1), "quick", "offline", results, **{**overrides, **change})[0]
         assert other.out == same.out and not B.is_done(other)
+    # ...and a run of other settings in the same directory fails in one line that says where else to go
+    code, report, _ = sweep(tiny_dataset_id, results, "JS", "--layer-norm", "critic,value")
+    (js,) = report["outcomes"]
+    assert code == 1 and (js["status"], js["retry"]) == ("failed", False)
+    assert "ConfigMismatch" in js["message"] and "config differs at learner.layer_norm" in js["message"]
+    assert js["message"].endswith("another --results)")
     with pytest.raises(TypeError, match="unknown sweep overrides"):  # eval_episodes sets the final one too
         B.plan([target], ["JS"], (0, 1), "quick", "offline", results, final_eval_episodes=1)
 

@@ -15,7 +15,7 @@ import socket
 import time
 from pathlib import Path
 
-from fdivrl.errors import FdivrlError
+from fdivrl.errors import OTHER_DIR, FdivrlError
 from fdivrl.runs.io import json_dumps
 
 __all__ = ["RunLock", "RunLocked"]
@@ -54,7 +54,7 @@ class RunLock:
                 raise FdivrlError(f"cannot lock {self.path}: {exc}") from exc
             raise RunLocked(
                 f"{self.path.parent} is in use by another fdivrl process ({holder}); "
-                "wait for it to finish or stop it, or choose another --out"
+                "wait for it to finish or stop it, or " + OTHER_DIR
             ) from None
         stamp = {
             "pid": os.getpid(),

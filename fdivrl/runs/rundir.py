@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from fdivrl.errors import ConfigError, FdivrlError, TrainingDiverged
+from fdivrl.errors import OTHER_DIR, ConfigError, FdivrlError, TrainingDiverged
 from fdivrl.runs.checkpoint import Checkpoint, latest_checkpoint, save_checkpoint
 from fdivrl.runs.io import (
     TMP_MARK,
@@ -267,7 +267,7 @@ class RunDir:
                 if others:
                     raise FdivrlError(
                         f"{run.path} is not empty ({', '.join(sorted(others)[:3])}) "
-                        "and holds no fdivrl run; choose another --out"
+                        "and holds no fdivrl run; " + OTHER_DIR
                     )
                 atomic_write_json(
                     run.config_path,
@@ -298,7 +298,7 @@ class RunDir:
         except FdivrlError as exc:  # resuming again cannot fix it: say what can
             raise FdivrlError(
                 f"cannot resume {self.path}: its config.json is unreadable ({exc}); move the directory away "
-                "(or delete it) to start the run afresh, or choose another --out"
+                "(or delete it) to start the run afresh, or " + OTHER_DIR
             ) from exc
         # before the config: other data changes its recorded facts too (reference scores), and this says why
         known = stored.get("identity") if isinstance(stored.get("identity"), dict) else {}
@@ -307,7 +307,7 @@ class RunDir:
                 raise IdentityMismatch(
                     f"cannot resume {self.path}: its {key.replace('_', ' ')} was {known[key]} and is now {value}, "
                     "so the resumed run would mix two of them; restore the original (regenerating a stand-in "
-                    "on another machine can change it) or choose another --out"
+                    "on another machine can change it) or " + OTHER_DIR
                 )
         old = {"config": stored.get("config", {}), "seeds": stored.get("seeds", {})}
         diffs = config_diff(old, record)
@@ -319,8 +319,7 @@ class RunDir:
             )
             more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
             raise ConfigMismatch(
-                f"cannot resume {self.path}: config differs at {shown}{more}; "
-                "use the original options or choose another --out"
+                f"cannot resume {self.path}: config differs at {shown}{more}; use the original options or " + OTHER_DIR
             )
         added = {k: v for k, v in facts.items() if k not in known}
         now_versions = versions()
