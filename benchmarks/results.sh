@@ -41,11 +41,27 @@ start=$(date +%s)
 # cannot recover for the rest of its steps (the seed's JS diverges within 4k steps on AntMaze). Groups
 # finished before the option existed trained to their end.
 
-standins() {  # the dataset ids of the given tasks, generating missing stand-ins first
+antmaze_bench() {  # the quick AntMaze part's bench on the datasets $1, with any further options
+  $FDIVRL bench antmaze --datasets "$1" --per-types $OFFLINE_TYPES \
+    --seeds "$SEEDS" --seeds-per-run $PER_RUN --preset quick --results "$RUNS/antmaze" --stop-diverged --quiet "${@:2}"
+}
+long_bench() {  # the same for medium-play's longer runs
+  $FDIVRL bench antmaze --datasets "$1" --per-types $OFFLINE_TYPES \
+    --seeds "$SEEDS" --seeds-per-run $PER_RUN --preset quick --steps "$LONG_STEPS" --eval-every 50000 \
+    --layer-norm value,critic --results "$RUNS/antmaze-long" --stop-diverged --quiet "${@:2}"
+}
+trains_on() {  # whether the bench of part $1 would train on dataset $2 (its finished runs need no data)
+  case $1 in
+    antmaze) ! antmaze_bench "$2" --dry-run ;;
+    antmaze-long) ! long_bench "$2" --dry-run ;;
+  esac > /dev/null 2>&1
+}
+standins() {  # part $1's tasks (the rest): their dataset ids, generating first the stand-ins that are
+  # not here and that the part would train on
   local ids=() task id
-  for task in "$@"; do
+  for task in "${@:2}"; do
     id="fdivrl/antmaze/$task-v1"
-    if ! $FDIVRL data list | grep -q "$id"; then
+    if ! $FDIVRL data list | grep -q "$id" && trains_on "$1" "$id"; then
       # async steps each of the 10 envs in its own process: the same data, faster with the cores for it
       $FDIVRL data antmaze "$task" --quiet --vectorization "$( (($(nproc) >= 4)) && echo async || echo sync)" >&2
     fi
@@ -55,13 +71,10 @@ standins() {  # the dataset ids of the given tasks, generating missing stand-ins
 }
 if [[ $PART == all || $PART == antmaze ]]; then
   # the quick preset: 100k gradient steps, evaluation every 25k on 10 episodes, final one on 50
-  $FDIVRL bench antmaze --datasets "$(standins "${TASKS[@]}")" --per-types $OFFLINE_TYPES \
-    --seeds "$SEEDS" --seeds-per-run $PER_RUN --preset quick --results "$RUNS/antmaze" --stop-diverged --quiet --workers "$WORKERS"
+  antmaze_bench "$(standins antmaze "${TASKS[@]}")" --workers "$WORKERS"
 fi
 if [[ $PART == all || $PART == antmaze-long ]]; then
-  $FDIVRL bench antmaze --datasets "$(standins "${LONG_TASKS[@]}")" --per-types $OFFLINE_TYPES \
-    --seeds "$SEEDS" --seeds-per-run $PER_RUN --preset quick --steps "$LONG_STEPS" --eval-every 50000 \
-    --layer-norm value,critic --results "$RUNS/antmaze-long" --stop-diverged --quiet --workers "$WORKERS"
+  long_bench "$(standins antmaze-long "${LONG_TASKS[@]}")" --workers "$WORKERS"
 fi
 if [[ $PART == all || $PART == hopper ]]; then
   # online SAC(+ROER) on Hopper-v5, 100k env steps, ROER's score (mean of the last 10 evaluations)

@@ -214,6 +214,30 @@ def test_a_table_is_made_again_from_finished_runs_on_a_machine_without_their_dat
     assert len(missing) == 3
 
 
+def test_a_dry_run_says_what_the_sweep_would_do_and_writes_nothing(swept, tiny_dataset_id, tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    shutil.copytree(swept[0], results)
+    js = Path(swept[1]["outcomes"][1]["run"].replace(str(swept[0]), str(results)))
+    (js / runs.SUMMARY_FILE).unlink()  # JS interrupted: it would be resumed
+    before = sorted(results.rglob("*"))
+    code, report, err = sweep(tiny_dataset_id, results, "KL,JS,PER", "--dry-run")
+    assert code == 0, err
+    assert [(g["per_type"], g["state"], g["seeds"]) for g in report["groups"]] == [
+        ("KL", "finished", [0, 1]),
+        ("JS", "resume", [0, 1]),
+        ("PER", "train", [0, 1]),
+    ]
+    assert report["missing"] == [] and sorted(results.rglob("*")) == before
+    # a script asks it whether a dataset must be made first: only when a group still has to train on it
+    monkeypatch.setattr(B.minari_data, "local_datasets", lambda: [])
+    assert sweep(tiny_dataset_id, results, "KL", "--dry-run")[0] == 0
+    code, _, err = sweep(tiny_dataset_id, results, "KL,JS", "--dry-run")
+    assert code == 3 and "is not present locally" in err
+    argv = ["bench", "antmaze", "--per-types", "KL", "--seeds", "2", "--datasets", tiny_dataset_id, "--dry-run"]
+    code, out, err = cli([*argv, "--results", str(results), *TINY])
+    assert code == 0 and "nothing was trained" in out and "finished" in out, err
+
+
 def test_compare_on_the_sweep_writes_tables_and_plots(swept):
     results = swept[0]
     code, out, err = cli(["compare", "KL", "JS", "--results", str(results), "--reps", "200", "--json"])

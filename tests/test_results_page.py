@@ -52,9 +52,17 @@ def test_every_option_the_script_passes_exists_on_its_command():
     from fdivrl.cli.app import app
 
     commands = typer.main.get_command(app).commands
-    # one logical line per call: join the continuation lines first
+    # one logical line per call: join the continuation lines first; a call ends at a pipe or && too
     text = SCRIPT.read_text().replace("\\\n", " ")
-    calls = re.findall(r"\$FDIVRL (\w+)( [^\n]*)", text)
+    calls = [
+        (name, re.split(r" (?:\|\|?|&&) ", args)[0]) for name, args in re.findall(r"\$FDIVRL (\w+)( [^\n]*)", text)
+    ]
+    # a function whose body is one call passes its callers' options on to that command
+    wrappers = dict(re.findall(r"^(\w+)\(\) \{[^\n]*\n\s*\$FDIVRL (\w+)", text, re.M))
+    assert wrappers, "the script's bench wrappers"
+    for wrapper, name in wrappers.items():
+        calls += [(name, args) for args in re.findall(rf"(?<![\w$-]){wrapper} ([^\n]*)", text)]
+    assert any("--dry-run" in args for _, args in calls)
     assert {name for name, _ in calls} >= {"bench", "compare", "status", "data"}
     for name, args in calls:
         command = commands[name]

@@ -282,6 +282,13 @@ def is_done(group: Group) -> bool:
     return not runs.config_diff({k: v for k, v in stored.items() if k in wanted}, wanted)
 
 
+def planned_state(group: Group) -> str:
+    """What a sweep would do with the group: nothing ('finished'), 'resume' it or 'train' it afresh."""
+    if is_done(group):
+        return "finished"
+    return "resume" if (group.out / runs.CONFIG_FILE).exists() else "train"
+
+
 def run_group(group: Group, reporter: Any = None) -> GroupResult:
     """Train one group (resuming what is there) and record the outcome in its log; never raises an Exception."""
     if is_done(group):

@@ -86,6 +86,13 @@ def bench(
     ] = None,
     layer_norm: Annotated[str | None, typer.Option(help=C.option_help("layer_norm"))] = None,
     stop_diverged: Annotated[bool, typer.Option(help=STOP_DIVERGED_HELP)] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Resolve the sweep and say what it would do with each group (finished, resume, train) and "
+            "which datasets it would leave out; train nothing, write nothing."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the outcomes and the table as JSON.")] = False,
 ) -> None:
@@ -133,6 +140,9 @@ def bench(
     )
     for line in missing:
         err_console.print(f"[yellow]skipped:[/] {escape(line)}")
+    if dry_run:
+        print_plan(groups, missing, json_out)
+        return
 
     def report(r: B.GroupResult) -> None:
         if json_out:
@@ -170,6 +180,34 @@ def bench(
         print_bench_table(table, f"{suite} ({mode}, {preset})", files, unfinished)
     if any(r.status == "failed" for r in unfinished):
         raise typer.Exit(1)  # the table is written; the exit code tells scripts that a run failed
+
+
+def print_plan(groups: list, missing: list[str], json_out: bool) -> None:
+    from fdivrl.analysis import bench as B
+
+    plan = [
+        {
+            "per_type": g.per_type,
+            "dataset": g.target.source,
+            "data": g.target.data,
+            "seeds": list(g.config.seeds),
+            "run": str(g.out),
+            "state": B.planned_state(g),
+        }
+        for g in groups
+    ]
+    if json_out:
+        print(json.dumps({"groups": plan, "missing": missing}))
+        return
+    rich_table = Table(title="what this sweep would do (--dry-run: nothing was trained)")
+    for header in ("per_type", "dataset", "seeds", "run directory", "state"):
+        rich_table.add_column(header)
+    for row in plan:
+        seeds = ",".join(map(str, row["seeds"]))
+        rich_table.add_row(
+            *(escape(str(row[k])) for k in ("per_type", "dataset")), seeds, escape(row["run"]), row["state"]
+        )
+    console.print(rich_table)
 
 
 def print_bench_table(table, title: str, files: list[str], unfinished: list) -> None:
