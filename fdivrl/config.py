@@ -32,6 +32,9 @@ ONLINE_CHUNK = 10
 updates old, and the host's per-call overhead is spread over as many updates."""
 LOCAL_DEFAULT_DATASET = "fdivrl/antmaze/umaze-v1"
 PRESETS = ("quick", "paper", "roer")
+# resuming to a longer --steps is allowed; with cosine_actor_lr it moves the schedule, so only equal --steps
+# reproduce an uninterrupted run number for number
+RESUMABLE_CHANGES = ("steps", "learner.total_steps")
 """quick: minutes on 2 CPU cores; paper: the published protocol's length; roer: paper's length with
 ROER's exact replay settings (its weight floors and EMA), where floors can pin every weight."""
 QUICK_OFFLINE_STEPS = 100_000

@@ -21,7 +21,7 @@ from fdivrl import config as C
 from fdivrl import suites
 from fdivrl.analysis import bench as B
 from fdivrl.cli.app import main
-from fdivrl.errors import ConfigError
+from fdivrl.errors import ConfigError, DatasetError
 from fdivrl.runs import rundir as runs
 from fdivrl.runs.lock import RunLock
 from fdivrl.runs.provenance import usable_cpus
@@ -125,9 +125,13 @@ def test_real_data_first_then_standins_and_missing_ones_named(monkeypatch):
         ("medium-play", "D4RL/antmaze/medium-play-v1", "D4RL"),
     ]
     assert len(missing) == 4 and "`fdivrl data antmaze large-play`" in missing[2]
-    chosen, gone = B.resolve_targets(B.load_suite("antmaze"), "offline", ["fdivrl/antmaze/umaze-v1", "x/y-v0"])
+    asked = ["fdivrl/antmaze/umaze-v1", "x/y-v0", "fdivrl/antmaze/large-play-v1"]
+    chosen, gone = B.resolve_targets(B.load_suite("antmaze"), "offline", asked)
     assert [(t.task, t.data) for t in chosen] == [("umaze", "stand-in")]
-    assert gone == [B._missing("x/y-v0", None)]
+    assert gone == [
+        "x/y-v0 is not present locally: `minari download x/y-v0` on a machine with internet",
+        "fdivrl/antmaze/large-play-v1 is not present locally: build it with `fdivrl data antmaze large-play`",
+    ]
 
 
 def test_no_dataset_at_all_is_one_line(tiny_dataset_id, tmp_path):
@@ -185,13 +189,15 @@ def test_a_table_is_made_again_from_finished_runs_on_a_machine_without_their_dat
     results = tmp_path / "results"
     shutil.copytree(swept[0], results)
     (results / "bench-antmaze-offline.json").unlink()
-    monkeypatch.setattr(B.minari_data, "local_datasets", lambda: [])
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "no-data"))  # the data is not on this machine
     code, report, err = sweep(tiny_dataset_id, results, "KL,JS")
     assert code == 0, err
     assert [o["status"] for o in report["outcomes"]] == ["skipped", "skipped"] and report["missing"] == []
 
     def cells(table: dict) -> list[dict]:  # the runs each cell was read from, apart
-        return [{p: {k: v for k, v in c.items() if k != "runs"} for p, c in r["per_types"].items()} for r in table["rows"]]
+        return [
+            {p: {k: v for k, v in c.items() if k != "runs"} for p, c in r["per_types"].items()} for r in table["rows"]
+        ]
 
     assert cells(report["table"]) == cells(swept[1]["table"])
     (row,) = report["table"]["rows"]
@@ -200,12 +206,13 @@ def test_a_table_is_made_again_from_finished_runs_on_a_machine_without_their_dat
     # a group that still has to train needs the data: the dataset is left out, with the usual line
     code, _, err = sweep(tiny_dataset_id, results, "KL,JS,PER")
     assert code == 3 and f"{tiny_dataset_id} is not present locally" in err and len(err.strip().splitlines()) == 1
+    assert "(2 of the sweep's 3 runs on it are finished, these need it: PER-offline-quick-s0x2: train)" in err
     assert not (results / B._safe(tiny_dataset_id) / "PER-offline-quick-s0x2").exists()
     # the suite's own tasks: finished runs of a stand-in stand for it, real data that is here comes first
     suite = B.load_suite("antmaze")
     done = {"fdivrl/antmaze/umaze-v1", "D4RL/antmaze/medium-play-v1", "fdivrl/antmaze/medium-play-v1"}
     monkeypatch.setattr(B.minari_data, "local_datasets", lambda: ["fdivrl/antmaze/large-play-v1"])
-    targets, missing = B.resolve_targets(suite, "offline", recorded=lambda t: t.source in done)
+    targets, missing = B.resolve_targets(suite, "offline", pending=lambda t: None if t.source in done else "")
     assert [(t.task, t.source, t.data) for t in targets] == [
         ("umaze", "fdivrl/antmaze/umaze-v1", "stand-in"),
         ("medium-play", "D4RL/antmaze/medium-play-v1", "D4RL"),
@@ -219,7 +226,11 @@ def test_a_dry_run_says_what_the_sweep_would_do_and_writes_nothing(swept, tiny_d
     shutil.copytree(swept[0], results)
     js = Path(swept[1]["outcomes"][1]["run"].replace(str(swept[0]), str(results)))
     (js / runs.SUMMARY_FILE).unlink()  # JS interrupted: it would be resumed
-    before = sorted(results.rglob("*"))
+
+    def snapshot() -> list[tuple[Path, int, int]]:
+        return sorted((f, f.stat().st_mtime_ns, f.stat().st_size) for f in results.rglob("*"))
+
+    before = snapshot()
     code, report, err = sweep(tiny_dataset_id, results, "KL,JS,PER", "--dry-run")
     assert code == 0, err
     assert [(g["per_type"], g["state"], g["seeds"]) for g in report["groups"]] == [
@@ -227,9 +238,9 @@ def test_a_dry_run_says_what_the_sweep_would_do_and_writes_nothing(swept, tiny_d
         ("JS", "resume", [0, 1]),
         ("PER", "train", [0, 1]),
     ]
-    assert report["missing"] == [] and sorted(results.rglob("*")) == before
+    assert report["missing"] == [] and snapshot() == before  # not even the table is rewritten
     # a script asks it whether a dataset must be made first: only when a group still has to train on it
-    monkeypatch.setattr(B.minari_data, "local_datasets", lambda: [])
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "no-data"))
     assert sweep(tiny_dataset_id, results, "KL", "--dry-run")[0] == 0
     code, _, err = sweep(tiny_dataset_id, results, "KL,JS", "--dry-run")
     assert code == 3 and "is not present locally" in err
@@ -272,6 +283,11 @@ def test_changed_settings_are_not_skipped_and_failures_do_not_stop_the_sweep(swe
     for change in ({"eval_episodes": 2}, {"layer_norm": "critic,value"}):
         other = B.plan([target], ["JS"], (0, 1), "quick", "offline", results, **{**overrides, **change})[0]
         assert other.out == same.out and not B.is_done(other)
+        assert B.planned_state(other).startswith("conflict: config differs at ")  # what a dry run says
+    longer = B.plan([target], ["JS"], (0, 1), "quick", "offline", results, **{**overrides, "steps": 40})[0]
+    assert B.planned_state(longer) == "resume"  # a finished run trains on to more steps
+    corrupt = B.plan([target], ["KL"], (0, 1), "quick", "offline", results, **overrides)[0]
+    assert B.planned_state(corrupt) == "conflict: its config.json is unreadable"
     # ...and a run of other settings in the same directory fails in one line that says where else to go
     code, report, _ = sweep(tiny_dataset_id, results, "JS", "--layer-norm", "critic,value")
     (js,) = report["outcomes"]
@@ -507,7 +523,7 @@ def test_a_cell_whose_values_left_the_return_range_is_marked_even_from_an_older_
     assert B.format_cell(cell, "d4rl_score").endswith("(n=2) Q-OUT")
 
 
-def test_stop_diverged_reaches_every_group_and_a_stopped_run_s_cell_says_where_it_stopped(tmp_path):
+def test_stop_diverged_reaches_every_group_and_a_stopped_run_s_cell_says_where_it_stopped(tmp_path, monkeypatch):
     target = B.Target("umaze", "fdivrl/antmaze/umaze-v1", "stand-in")
     groups = B.plan([target], ["KL", "JS"], [0, 1], "quick", "offline", tmp_path, stop_diverged=True, steps=30)
     assert [g.stop_diverged for g in groups] == [True, True]
@@ -523,3 +539,17 @@ def test_stop_diverged_reaches_every_group_and_a_stopped_run_s_cell_says_where_i
     assert B._cell([kl], ("d4rl_score",), {}).note == ""
     # a stopped run is done for a sweep that stops diverged runs, and trained on by one that does not
     assert B.is_done(js) and not B.is_done(dataclasses.replace(js, stop_diverged=False))
+    early = "resume (stopped early: finished only under --stop-diverged)"
+    assert (B.planned_state(js), B.planned_state(dataclasses.replace(js, stop_diverged=False))) == ("finished", early)
+    # without the data, the finished runs stand for it only if the sweep counts the stop as finished, and
+    # the line that leaves the dataset out says which run is not
+    monkeypatch.setattr(B.minari_data, "local_datasets", lambda: [])
+    sweep = dict(seeds=[0, 1], results_dir=tmp_path, datasets=["fdivrl/antmaze/umaze-v1"], steps=30)
+    assert [g.out for g in B.prepare("antmaze", ["KL", "JS"], stop_diverged=True, **sweep)[2]] == [kl.out, js.out]
+    with pytest.raises(DatasetError) as left_out:
+        B.prepare("antmaze", ["KL", "JS"], **sweep)
+    assert str(left_out.value) == (
+        "no dataset of the sweep is present locally: fdivrl/antmaze/umaze-v1 is not present locally: build it "
+        "with `fdivrl data antmaze umaze` (1 of the sweep's 2 runs on it are finished, these need it: "
+        f"{js.out.name}: {early})"
+    )

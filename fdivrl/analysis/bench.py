@@ -8,7 +8,8 @@ run another process holds (a second bench on the same results) is reported busy,
 
 Datasets: a suite's D4RL id is used when present locally, else its local stand-in
 (fdivrl/antmaze/<task>-v1), and every table row says which. A dataset with neither is reported
-(with the command that builds the stand-in) and left out; a sweep with no dataset at all fails.
+(with the command that builds the stand-in) and left out, unless every group of the sweep has a
+finished run on it: then its row is made again from those runs. A sweep with no dataset fails.
 """
 
 from __future__ import annotations
@@ -111,45 +112,54 @@ class Target:
 
 
 def resolve_targets(
-    suite: Suite, mode: str, datasets: Sequence[str] = (), recorded: Callable[[Target], bool] = lambda t: False
+    suite: Suite, mode: str, datasets: Sequence[str] = (), pending: Callable[[Target], str | None] = lambda t: ""
 ) -> tuple[list[Target], list[str]]:
     """The targets to run and one message per dataset that is missing (and left out). A dataset that is
-    not here still counts where ``recorded`` says its runs are all finished, so a table can be made
-    again from the runs on a machine without the data."""
+    not here still counts where ``pending`` says none of its runs has anything left to train (None), so
+    a table can be made again from the runs on a machine without the data; else ``pending`` says what
+    is left ('' for nothing worth adding to the message)."""
     if mode == "online":
         if datasets:
             raise ConfigError(f"--datasets is for dataset suites; the {suite.name} suite trains in its envs")
         return [Target(t.task, t.env or t.task, "env") for t in suite.tasks], []
     present = set(minari_data.local_datasets())
-
-    def usable(target: Target) -> bool:
-        return target.source in present or recorded(target)
-
     targets: list[Target] = []
     missing: list[str] = []
+
+    def choose(options: list[Target], message: str) -> None:
+        """Data that is here first (real before stand-in), then the finished runs of either."""
+        chosen = next((o for o in options if o.source in present), None)
+        notes = []
+        for option in options if chosen is None else ():
+            note = pending(option)
+            if note is None:
+                chosen = option
+                break
+            notes.append(note)
+        if chosen is not None:
+            targets.append(chosen)
+        else:
+            missing.append(message + "".join(notes))
+
     if datasets:
         by_id = {i: t for t in suite.tasks for i in (t.dataset, t.standin) if i}
         for dataset_id in datasets:
             known = by_id.get(dataset_id)
             data = "D4RL" if dataset_id.startswith("D4RL/") else "stand-in" if known else "local"
+            build = f"fdivrl data antmaze {known.task}" if known and dataset_id == known.standin else None
             target = Target(known.task if known else dataset_id, dataset_id, data)
-            if usable(target):
-                targets.append(target)
-            else:
-                missing.append(_missing(dataset_id, minari_data.standin_command(dataset_id)))
+            choose([target], _missing(dataset_id, minari_data.standin_command(dataset_id), build))
         return targets, missing
     for t in suite.tasks:
         options = [Target(t.task, i, kind) for i, kind in ((t.dataset, "D4RL"), (t.standin, "stand-in")) if i]
-        # data that is here first (real before stand-in), then finished runs of either
-        chosen = next((o for o in options if o.source in present), None) or next(filter(recorded, options), None)
-        if chosen is None:
-            missing.append(_missing(t.dataset or t.task, minari_data.standin_command(t.dataset or "")))
-        else:
-            targets.append(chosen)
+        choose(options, _missing(t.dataset or t.task, minari_data.standin_command(t.dataset or "")))
     return targets, missing
 
 
-def _missing(dataset_id: str, standin: str | None) -> str:
+def _missing(dataset_id: str, standin: str | None, build: str | None = None) -> str:
+    """``build``: the command that makes this very dataset (a stand-in), which no download gets."""
+    if build:
+        return f"{dataset_id} is not present locally: build it with `{build}`"
     make = f"; or build the local stand-in with `{standin}`" if standin else ""
     return f"{dataset_id} is not present locally: `minari download {dataset_id}` on a machine with internet{make}"
 
@@ -283,10 +293,26 @@ def is_done(group: Group) -> bool:
 
 
 def planned_state(group: Group) -> str:
-    """What a sweep would do with the group: nothing ('finished'), 'resume' it or 'train' it afresh."""
+    """What a sweep would do with the group, as run_group would find out: nothing ('finished'), 'resume'
+    it, 'train' it afresh, or fail on it ('conflict: ...': its directory holds another run)."""
     if is_done(group):
         return "finished"
-    return "resume" if (group.out / runs.CONFIG_FILE).exists() else "train"
+    if not (group.out / runs.CONFIG_FILE).exists():
+        others = [p for p in group.out.iterdir() if p.name != runs.LOCK_FILE] if group.out.is_dir() else []
+        return "conflict: holds no fdivrl run" if others else "train"
+    try:
+        stored = json.loads((group.out / runs.CONFIG_FILE).read_text())["config"]
+        wanted = json.loads(json.dumps(group.config.to_dict()))
+        diffs = runs.config_diff({k: v for k, v in stored.items() if k in wanted}, wanted)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "conflict: its config.json is unreadable"
+    allowed = (*runs.DEFAULT_ALLOWED_CHANGES, *C.RESUMABLE_CHANGES)
+    bad = [d for d in diffs if not runs.allowed_change(d, allowed)]
+    if bad:
+        return f"conflict: config differs at {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}"
+    if runs.is_finished(group.out) and not diffs:  # then only an early stop keeps it from counting
+        return "resume (stopped early: finished only under --stop-diverged)"
+    return "resume"
 
 
 def run_group(group: Group, reporter: Any = None) -> GroupResult:
@@ -643,10 +669,20 @@ def prepare(
     def planned(targets: Sequence[Target]) -> list[Group]:
         return plan(targets, chosen, list(seeds), preset, mode, results_dir, seeds_per_run, stop_diverged, **overrides)
 
-    def recorded(target: Target) -> bool:
-        return all(map(is_done, planned([target])))
+    def pending(target: Target) -> str | None:
+        """None when every group of the target is finished; else which are not, if some are."""
+        groups = planned([target])
+        left = [(g, state) for g in groups if (state := planned_state(g)) != "finished"]
+        if not left:
+            return None
+        if len(left) == len(groups):
+            return ""
+        shown = "; ".join(f"{g.out.name}: {state}" for g, state in left)
+        return (
+            f" ({len(groups) - len(left)} of the sweep's {len(groups)} runs on it are finished, these need it: {shown})"
+        )
 
-    targets, missing = resolve_targets(spec, mode, list(dict.fromkeys(datasets)), recorded)
+    targets, missing = resolve_targets(spec, mode, list(dict.fromkeys(datasets)), pending)
     check_targets(targets, missing)
     groups = planned(targets)
     return spec, mode, groups, missing

@@ -101,7 +101,8 @@ def bench(
     Each (task, per_type) is one run directory under --results holding all its seeds (or several,
     with --seeds-per-run); running the command again skips finished runs and resumes interrupted
     ones. The D4RL dataset is used when present locally, else its local stand-in (fdivrl data
-    antmaze <task>); datasets with neither are reported and left out. Tables:
+    antmaze <task>); datasets with neither are reported and left out, unless every group has a
+    finished run on them (their rows are then made from those runs). Tables:
     <results>/bench-<suite>-<mode>.{md,csv,json}.
     """
     from fdivrl.analysis import bench as B
@@ -120,7 +121,8 @@ def bench(
         if backend == "ray":
             raise ConfigError("--workers is for the local backend; Ray places its tasks by --cpus-per-task")
         cpu_slices(workers, usable_cpus())  # refuse a count the machine cannot pin before any run starts
-    usable_dir("--results", results)
+    if not dry_run:  # a dry run writes nothing, so a read-only results directory may be looked at
+        usable_dir("--results", results)
     spec, mode, groups, missing = B.prepare(
         suite,
         chosen,

@@ -149,7 +149,8 @@ def _get_path(tree: Any, path: str) -> Any:
     return tree
 
 
-def _allowed(path: str, allowed: Iterable[str]) -> bool:
+def allowed_change(path: str, allowed: Iterable[str]) -> bool:
+    """Whether a dotted config path is one of ``allowed`` or under one."""
     return any(path == a or path.startswith(a + ".") for a in allowed)
 
 
@@ -311,7 +312,7 @@ class RunDir:
                 )
         old = {"config": stored.get("config", {}), "seeds": stored.get("seeds", {})}
         diffs = config_diff(old, record)
-        bad = [d for d in diffs if not _allowed(d.split(".", 1)[1] if "." in d else d, allowed)]
+        bad = [d for d in diffs if not allowed_change(d.split(".", 1)[1] if "." in d else d, allowed)]
         if bad:
             shown = "; ".join(
                 f"{d.removeprefix('config.')} ({_short(_get_path(old, d))} → {_short(_get_path(record, d))})"

@@ -18,17 +18,13 @@ import numpy as np
 
 from fdivrl import compile_cache
 from fdivrl.analysis import activity, results, values
-from fdivrl.config import TrainConfig
+from fdivrl.config import RESUMABLE_CHANGES, TrainConfig
 from fdivrl.core import divergences as D
 from fdivrl.data import datasets as minari_data
 from fdivrl.learning.learner import Learner, LearnerState
 from fdivrl.runs import loggers, stop
 from fdivrl.runs import rundir as runs
 from fdivrl.training import evaluation
-
-# resuming to a longer --steps is allowed; with cosine_actor_lr it moves the schedule, so only equal --steps
-# reproduce an uninterrupted run number for number
-RESUMABLE_CHANGES = ("steps", "learner.total_steps")
 
 Evaluation = list[dict[str, Any]]
 """One evaluation: a record per seed, as eval.jsonl holds them."""
