@@ -70,6 +70,14 @@ def test_non_empty_foreign_directory_refused(tmp_path: Path) -> None:
     with pytest.raises(FdivrlError, match="not empty"):
         RunDir.create(tmp_path, CONFIG, resume=True)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+    # a file where the run directory would go: kept, and the way out named for train and bench alike
+    with pytest.raises(
+        FdivrlError, match=r"notes.txt exists and is not a directory; choose another --out \(in a sweep"
+    ):
+        RunDir.create(tmp_path / "notes.txt", CONFIG, resume=True)
+    with pytest.raises(FdivrlError, match=r"cannot be created \(.*\); choose another --out"):
+        RunDir.create(tmp_path / "notes.txt" / "run", CONFIG)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_resume_on_empty_directory_starts_fresh(tmp_path: Path) -> None:

@@ -243,10 +243,12 @@ class RunDir:
         run = cls(path, keep=keep)
         try:
             if run.path.exists() and not run.path.is_dir():
-                raise FdivrlError(f"--out {run.path} exists and is not a directory")
+                raise FdivrlError(f"run directory {run.path} exists and is not a directory; " + OTHER_DIR)
             run.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a read-only place, a file on the way, a name too long, ...
-            raise FdivrlError(f"--out {run.path} cannot be created ({exc.strerror or exc})") from exc
+            raise FdivrlError(
+                f"run directory {run.path} cannot be created ({exc.strerror or exc}); " + OTHER_DIR
+            ) from exc
         run._lock.acquire()
         try:
             run._remove_temp_files()
