@@ -143,7 +143,7 @@ def bench(
     for line in missing:
         err_console.print(f"[yellow]skipped:[/] {escape(line)}")
     if dry_run:
-        print_plan(groups, missing, json_out)
+        print_plan(groups, missing, json_out, results)
         return
 
     def report(r: B.GroupResult) -> None:
@@ -184,7 +184,8 @@ def bench(
         raise typer.Exit(1)  # the table is written; the exit code tells scripts that a run failed
 
 
-def print_plan(groups: list, missing: list[str], json_out: bool) -> None:
+def print_plan(groups: list, missing: list[str], json_out: bool, results: Path) -> None:
+    """The dry run's answer; the table names each run by its directory in its dataset's folder."""
     from fdivrl.analysis import bench as B
 
     plan = [
@@ -202,14 +203,14 @@ def print_plan(groups: list, missing: list[str], json_out: bool) -> None:
         print(json.dumps({"groups": plan, "missing": missing}))
         return
     rich_table = Table(title="what this sweep would do (--dry-run: nothing was trained)")
-    for header in ("per_type", "dataset", "seeds", "run directory", "state"):
-        rich_table.add_column(header)
-    for row in plan:
+    for header in ("per_type", "dataset", "seeds", "run", "state"):
+        rich_table.add_column(header, overflow="fold")
+    for group, row in zip(groups, plan, strict=True):
         seeds = ",".join(map(str, row["seeds"]))
-        rich_table.add_row(
-            *(escape(str(row[k])) for k in ("per_type", "dataset")), seeds, escape(row["run"]), row["state"]
-        )
+        cells = (group.per_type, row["dataset"], seeds, group.out.name, row["state"])
+        rich_table.add_row(*map(escape, cells))
     console.print(rich_table)
+    console.print(f"runs under {escape(str(results))}, one folder per dataset; --json gives their full paths")
 
 
 def print_bench_table(table, title: str, files: list[str], unfinished: list) -> None:
