@@ -275,21 +275,28 @@ class GroupResult:
         }
 
 
+def _config_diffs(group: Group) -> list[str]:
+    """Where the config stored in the group's run directory differs from the one this sweep would use
+    (dotted paths); raises OSError, ValueError, KeyError, TypeError or AttributeError on an unreadable one."""
+    stored = json.loads((group.out / runs.CONFIG_FILE).read_text())["config"]
+    wanted = json.loads(json.dumps(group.config.to_dict()))
+    # the stored record adds facts about the data (data, env_id) beside the config: compare the config
+    return runs.config_diff({k: v for k, v in stored.items() if k in wanted}, wanted)
+
+
+_UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError)
+
+
 def is_done(group: Group) -> bool:
     """Finished, with the config this sweep would use (so a changed option is never silently skipped);
     a run stopped early (every seed diverged) counts as done only for a sweep that stops such runs."""
     if not runs.is_finished(group.out):
         return False
     try:
-        stored = json.loads((group.out / runs.CONFIG_FILE).read_text())["config"]
         early = (json.loads((group.out / runs.SUMMARY_FILE).read_text()) or {}).get("stopped_early")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return not (early and not group.stop_diverged) and not _config_diffs(group)
+    except _UNREADABLE:
         return False
-    if early and not group.stop_diverged:
-        return False
-    wanted = json.loads(json.dumps(group.config.to_dict()))
-    # the stored record adds facts about the data (data, env_id) beside the config: compare the config
-    return not runs.config_diff({k: v for k, v in stored.items() if k in wanted}, wanted)
 
 
 def planned_state(group: Group) -> str:
@@ -301,10 +308,8 @@ def planned_state(group: Group) -> str:
         others = [p for p in group.out.iterdir() if p.name != runs.LOCK_FILE] if group.out.is_dir() else []
         return "conflict: holds no fdivrl run" if others else "train"
     try:
-        stored = json.loads((group.out / runs.CONFIG_FILE).read_text())["config"]
-        wanted = json.loads(json.dumps(group.config.to_dict()))
-        diffs = runs.config_diff({k: v for k, v in stored.items() if k in wanted}, wanted)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        diffs = _config_diffs(group)
+    except _UNREADABLE:
         return "conflict: its config.json is unreadable"
     allowed = (*runs.DEFAULT_ALLOWED_CHANGES, *C.RESUMABLE_CHANGES)
     bad = [d for d in diffs if not runs.allowed_change(d, allowed)]
