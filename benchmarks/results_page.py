@@ -79,7 +79,8 @@ def machine_of(config_json: dict[str, Any]) -> str:
     if backend not in (None, "cpu") and platform_.get("jax_devices"):
         return f"{platform_['jax_devices'][0]} {str(backend).upper()}"
     cores = platform_.get("cpu_count")
-    name = platform_.get("cpu_model") or f"{platform_.get('machine', '?')} CPU"
+    # runs made before fdivrl recorded the CPU model say so, rather than read as another kind of machine
+    name = platform_.get("cpu_model") or f"{platform_.get('machine', '?')} CPU (model not recorded)"
     return name + (f", {cores} core{'s' * (cores != 1)}" if cores else "")
 
 
@@ -114,11 +115,21 @@ def _seed_span(seeds: list[int]) -> str:
     )
 
 
+def _where(machines: dict[str, dict[str, set[int]]]) -> str:
+    """Which seeds ran on which machine or, where groups of the same seeds ran on different machines,
+    which per_types did."""
+    seeds = {m: set().union(*by_type.values()) for m, by_type in machines.items()}
+    ordered = sorted(machines, key=lambda m: (min(seeds[m]), m))
+    if sum(map(len, seeds.values())) == len(set().union(*seeds.values())):  # each seed on one machine
+        return "; ".join(f"{_seed_span(list(seeds[m]))} on {m}" for m in ordered)
+    return "; ".join(f"{', '.join(sorted(machines[m]))} on {m}" for m in ordered)
+
+
 def run_settings(stats: dict[str, Any]) -> list[str]:
     """What the runs of one compare report trained for, one line per task and distinct setting (seeds
     pooled over its runs, and where they ran when that differs), so the page states the steps it was made
     with instead of repeating the script's defaults."""
-    found: dict[str, dict[str, dict[str, set[int]]]] = {}  # task -> setting -> machine -> seeds
+    found: dict[str, dict[str, dict[str, dict[str, set[int]]]]] = {}  # task -> setting -> machine -> per_type -> seeds
     per_type_seeds: dict[str, dict[str, set[int]]] = {}  # task -> per_type -> seeds
     for used in stats.get("used", []):
         config_json = _read(Path(used["path"]) / "config.json")
@@ -138,7 +149,8 @@ def run_settings(stats: dict[str, Any]) -> list[str]:
             setting += f", LayerNorm in the {names} network{'s' * (len(nets) > 1)}" if nets else ", no LayerNorm"
         task = str(config.get("dataset") or config.get("env"))
         machines = found.setdefault(task, {}).setdefault(setting, {})
-        machines.setdefault(machine_of(config_json), set()).update(config["seeds"])
+        on = machines.setdefault(machine_of(config_json), {})
+        on.setdefault(str(config.get("per_type")), set()).update(config["seeds"])
         per_type_seeds.setdefault(task, {}).setdefault(str(config.get("per_type")), set()).update(config["seeds"])
     lines = []
     for task, settings in sorted(found.items()):
@@ -146,9 +158,7 @@ def run_settings(stats: dict[str, Any]) -> list[str]:
         seeds = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}–{counts[-1]} seeds per per_type"
         texts = []
         for setting, machines in settings.items():
-            by_seed = sorted(machines.items(), key=lambda kv: min(kv[1]))
-            where = "; ".join(f"{_seed_span(list(s))} on {m}" for m, s in by_seed)
-            texts.append(setting.format(seeds=f"{seeds} ({where})" if len(machines) > 1 else seeds))
+            texts.append(setting.format(seeds=f"{seeds} ({_where(machines)})" if len(machines) > 1 else seeds))
         lines.append(f"{task}: {'; '.join(sorted(texts))}")
     return lines
 

@@ -132,17 +132,20 @@ def test_settings_state_each_tasks_steps_as_its_runs_trained(tmp_path):
         run.mkdir()
         seeds = [3, 4, 5] if name == "e" else [0, 1, 2]
         config = {"mode": mode, "steps": steps, "seeds": seeds, "eval_every": 50_000, "eval_episodes": 10}
-        config.update(task, final_eval_episodes=50, learner={"layer_norm": layer_norm})
+        config.update(task, final_eval_episodes=50, learner={"layer_norm": layer_norm}, per_type="Pc" if name == "e" else f"P{name}")
         platform = {"machine": "x86_64", "cpu_count": 2, "cpus_usable": 1, "jax_backend": "cpu"}
+        if name == "b":  # medium-play's groups, on the same seeds, ran on two machines: the line says which ran where
+            platform = dict(platform, cpu_model="AMD EPYC")
         if name == "e":  # seeds 3-5 of Hopper on a GPU: the line says which seeds ran where
             platform = {"machine": "x86_64", "cpu_count": 16, "jax_backend": "gpu", "jax_devices": ["NVIDIA H200"]}
         (run / "config.json").write_text(json.dumps({"config": config, "platform": platform}))
         runs.append({"path": str(run)})
     assert _page_module().run_settings({"used": runs}) == [
-        "Hopper-v5: 100,000 env steps, 6 seeds (0–2 on x86_64 CPU, 2 cores; 3–5 on NVIDIA H200 GPU), evaluation"
-        " every 50,000 steps on 10 episodes, no LayerNorm",
-        "fdivrl/antmaze/medium-play-v1: 300,000 gradient steps, 3 seeds, evaluation every 50,000 steps on 10"
-        " episodes, final evaluation on 50, LayerNorm in the critic and value networks",
+        "Hopper-v5: 100,000 env steps, 6 seeds (0–2 on x86_64 CPU (model not recorded), 2 cores; 3–5 on NVIDIA"
+        " H200 GPU), evaluation every 50,000 steps on 10 episodes, no LayerNorm",
+        "fdivrl/antmaze/medium-play-v1: 300,000 gradient steps, 3 seeds (Pb on AMD EPYC, 2 cores; Pa on x86_64"
+        " CPU (model not recorded), 2 cores), evaluation every 50,000 steps on 10 episodes, final evaluation on"
+        " 50, LayerNorm in the critic and value networks",
         "fdivrl/antmaze/umaze-v1: 100,000 gradient steps, 3 seeds, evaluation every 50,000 steps on 10 episodes,"
         " final evaluation on 50, LayerNorm in the actor, critic and value networks",
     ]
