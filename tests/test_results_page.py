@@ -132,7 +132,8 @@ def test_settings_state_each_tasks_steps_as_its_runs_trained(tmp_path):
         run.mkdir()
         seeds = [3, 4, 5] if name == "e" else [0, 1, 2]
         config = {"mode": mode, "steps": steps, "seeds": seeds, "eval_every": 50_000, "eval_episodes": 10}
-        config.update(task, final_eval_episodes=50, learner={"layer_norm": layer_norm}, per_type="Pc" if name == "e" else f"P{name}")
+        per_type = "Pc" if name == "e" else f"P{name}"  # Hopper's seeds 0-5 are one per_type's
+        config.update(task, final_eval_episodes=50, learner={"layer_norm": layer_norm}, per_type=per_type)
         platform = {"machine": "x86_64", "cpu_count": 2, "cpus_usable": 1, "jax_backend": "cpu"}
         if name == "b":  # medium-play's groups, on the same seeds, ran on two machines: the line says which ran where
             platform = dict(platform, cpu_model="AMD EPYC")
