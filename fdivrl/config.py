@@ -152,6 +152,8 @@ class TrainConfig:
                 raise ConfigError("--mode online needs --env <gymnasium id>, e.g. --env Hopper-v5")
         elif self.env:
             raise ConfigError(f"--env is for --mode online; --mode {self.mode} trains in the dataset's own env")
+        if self.learner.clip_targets and self.mode != "offline":
+            raise ConfigError(f"--clip-targets applies to --mode offline, not --mode {self.mode}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
         if max(self.seeds) > MAX_COUNT:
@@ -384,6 +386,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option(("online.pretrain_steps",), modes=("finetune",)),
     Option(("learner.grad_penalty",)),
     Option(("learner.layer_norm",), choices=NETWORKS),
+    Option(("learner.clip_targets",), modes=("offline",)),
     Option(("eval_every",)),
     Option(("eval_episodes", "final_eval_episodes"), name="eval_episodes"),
 )

@@ -68,6 +68,11 @@ def test_version(capsys):
         (["train", "--layer-norm", ","], "--layer-norm takes a comma list of actor, critic, value, or none"),
         (["bench", "antmaze", "--layer-norm", "critc"], "--layer-norm 'critc' is not valid"),
         (["bench", "antmaze", "--per-types", "KL,nope"], "unknown per_type 'nope'"),
+        (
+            ["train", "--mode", "online", "--env", "Hopper-v5", "--clip-targets"],
+            "--clip-targets applies to --mode offline",
+        ),
+        (["bench", "mujoco", "--clip-targets"], "--clip-targets applies to --mode offline"),
         (["bench", "atari"], "suite 'atari' is not valid"),
         (["compare", "KL"], "at least two per_types"),
         (["compare", "KL", "bogus"], "unknown per_type 'bogus'"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 from fdivrl import config as C
 from fdivrl.core import divergences as D
+from fdivrl.errors import ConfigError
 from fdivrl.learning.learner import Batch, Learner, LearnerConfig
 
 SMALL = LearnerConfig(hidden=(32, 32), batch_size=64, total_steps=1000)
@@ -127,3 +130,31 @@ def test_policy_learns_the_obvious_best_action(per_type):
     assert end < 0.25, (start, end)
     # V tracks the multiplier of in-sample Q: below the best Q, above the mean (soft maximum)
     assert float(np.mean(np.asarray(data.rewards))) < float(metrics["v_mean"][0]) < 0.0
+
+
+def constant_data(reward: float, mask: float, n: int = 256) -> Batch:
+    data = random_data(n)
+    return data._replace(rewards=jnp.full(n, reward, jnp.float32), masks=jnp.full(n, mask, jnp.float32))
+
+
+def test_clip_targets_cuts_every_target_outside_the_return_range_and_none_inside():
+    kl = make("KL")
+    clipped = dataclasses.replace(kl, cfg=dataclasses.replace(SMALL, clip_targets=True), target_bounds=(-1.0, 0.5))
+
+    def state():  # a compiled update consumes the state it is given
+        return clipped.init_seeds([0], 256)
+
+    # r = 5 with bootstrapping: 5 + 0.99·V(s') lies above 0.5 for any V near its initial ~0
+    _, above = clipped.compiled_update(1)(state(), constant_data(5.0, 1.0))
+    assert float(above["target_clip_frac"][0]) == 1.0 and float(above["target_mean"][0]) == 0.5
+    # terminal transitions with r = 0: every target is the reward, inside the range
+    _, inside = clipped.compiled_update(1)(state(), constant_data(0.0, 0.0))
+    assert float(inside["target_clip_frac"][0]) == 0.0 and float(inside["target_mean"][0]) == 0.0
+    # without the option the same step keeps its targets (and reports no clip fraction)
+    _, free = kl.compiled_update(1)(state(), constant_data(5.0, 1.0))
+    assert "target_clip_frac" not in free and float(free["target_mean"][0]) > 4.0
+
+
+def test_clip_targets_needs_the_return_range():
+    with pytest.raises(ConfigError, match="clip_targets needs the return range"):
+        make("KL", cfg=dataclasses.replace(SMALL, clip_targets=True))

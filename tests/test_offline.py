@@ -23,6 +23,7 @@ from fdivrl.runs import stop
 from fdivrl.runs.checkpoint import latest_checkpoint, list_checkpoints
 from fdivrl.runs.io import read_jsonl
 from fdivrl.training.loop import train
+from fdivrl.training.offline import OfflineMode
 
 
 def cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -364,3 +365,17 @@ def test_the_divergence_watch_skips_pretraining_and_waits_for_every_seed():
     assert watch.update(rows, (0, 1)) is None
     reason = watch.update([{"step": 70, "seed": 1, "q_mean": -1e4}], (0, 1))
     assert reason.startswith("stopped early: every seed's values diverged (seed 0 at step 60, seed 1 at step 70;")
+
+
+def test_clip_targets_trains_within_the_datas_return_range(tiny_dataset_id, tmp_path, capsys):
+    """--clip-targets reaches the learner with the range of the data's rewards (AntMaze's r − 1 ∈ {−1, 0}:
+    [−100, 0] at γ = 0.99), and metrics.jsonl says how often the clip cut."""
+    mode = OfflineMode(C.with_overrides(small_config(tiny_dataset_id), learner={"clip_targets": True}))
+    assert mode.learner.target_bounds == pytest.approx((-100.0, 0.0))
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", tiny_dataset_id, "--steps", "20", "--chunk", "10", "--eval-every", "20"]
+    code, _, err = cli([*argv, "--eval-episodes", "1", "--clip-targets", "--out", str(out), "--quiet"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["config"]["learner"]["clip_targets"] is True
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(0.0 <= r["target_clip_frac"] <= 1.0 for r in rows)

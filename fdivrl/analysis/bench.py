@@ -41,7 +41,7 @@ METRIC_LABELS = {
     "normalized_score_x100": ("minari", "minari normalized score × 100 (return-based; not comparable with D4RL's)"),
     "mean_return": ("return", "mean episode return"),
 }
-TRAIN_OVERRIDES = ("steps", "chunk", "eval_every", "eval_episodes", "layer_norm")
+TRAIN_OVERRIDES = ("steps", "chunk", "eval_every", "eval_episodes", "layer_norm", "clip_targets")
 """The `fdivrl train` options (config.TRAIN_OPTIONS keys) a sweep may set for all its groups."""
 
 

@@ -85,6 +85,7 @@ def bench(
         int | None, typer.Option(help=C.option_help("eval_episodes") + " The final one included.")
     ] = None,
     layer_norm: Annotated[str | None, typer.Option(help=C.option_help("layer_norm"))] = None,
+    clip_targets: Annotated[bool | None, typer.Option(help=C.option_help("clip_targets"))] = None,
     stop_diverged: Annotated[bool, typer.Option(help=STOP_DIVERGED_HELP)] = False,
     dry_run: Annotated[
         bool,
@@ -139,6 +140,7 @@ def bench(
         eval_every=eval_every,
         eval_episodes=eval_episodes,
         layer_norm=layer_norm,
+        clip_targets=clip_targets,
     )
     for line in missing:
         err_console.print(f"[yellow]skipped:[/] {escape(line)}")

@@ -35,7 +35,7 @@ from fdivrl.runs import loggers
 def _option_type(option: C.Option) -> type:
     """The Python type of an option's field ("float | None" -> float), for typer's parsing."""
     text = str(option.field().type)
-    return int if "int" in text else float if "float" in text else str
+    return bool if "bool" in text else int if "int" in text else float if "float" in text else str
 
 
 def _train_parameters() -> list[inspect.Parameter]:

@@ -74,6 +74,11 @@ class LearnerConfig:
     """λ_gp of the online critic's penalty Σ_heads mean(max(‖∇_a Q_h‖ − 1, 0)²) (ROER's form and default 1)."""
     value_noise: float = 0.1
     """Online value step: σ of the Gaussian smoothing noise on buffer actions (clipped at ±0.5)."""
+    clip_targets: bool = False
+    """Clip the critic's TD targets to the range a discounted return of the data's rewards can have
+    (AntMaze's r − 1 in {−1, 0}: −100 to 0 at γ = 0.99), so an optimistic value loss cannot add up
+    through the bootstrap past any possible return. Offline only; `target_clip_frac` in
+    metrics.jsonl says how often it cuts."""
 
     def validate(self) -> LearnerConfig:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -126,6 +131,12 @@ class Learner:
     cfg: LearnerConfig
     obs_dim: int
     act_dim: int
+    target_bounds: tuple[float, float] | None = None
+    """The return range the TD targets are clipped to when cfg.clip_targets (the data's, offline)."""
+
+    def __post_init__(self) -> None:
+        if self.cfg.clip_targets and self.target_bounds is None:
+            raise ConfigError("clip_targets needs the return range of the data's rewards (offline only)")
 
     @property
     def actor_def(self) -> Actor:
@@ -228,6 +239,10 @@ class Learner:
         # 2. critic: in-sample target Q ← r + γ·mask·V(s') of the new V, per-sample replay weights
         v_s, v_next = self._values(value, b)
         target = b.rewards + c.discount * b.masks * v_next
+        clip_metrics = {}
+        if c.clip_targets:
+            raw_target, target = target, jnp.clip(target, *self.target_bounds)
+            clip_metrics["target_clip_frac"] = jnp.mean(raw_target != target)
 
         def critic_loss(params):
             q = self.critic_def.apply(params, b.observations, b.actions)
@@ -260,6 +275,7 @@ class Learner:
             **p_metrics,
             **_loss_weight_metrics(loss_w),
             "policy_weight_mean": pol_w.mean(),
+            **clip_metrics,
         }
         new_state = state._replace(
             actor=actor,

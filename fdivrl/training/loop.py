@@ -342,8 +342,10 @@ def dataset_record(info: minari_data.DatasetInfo) -> dict[str, Any]:
     return {k: d[k] for k in keys}
 
 
-def make_learner(cfg: TrainConfig, obs_dim: int, act_dim: int) -> Learner:
-    return Learner(D.get(cfg.per_type), cfg.divergence, cfg.replay, cfg.learner, obs_dim, act_dim)
+def make_learner(
+    cfg: TrainConfig, obs_dim: int, act_dim: int, target_bounds: tuple[float, float] | None = None
+) -> Learner:
+    return Learner(D.get(cfg.per_type), cfg.divergence, cfg.replay, cfg.learner, obs_dim, act_dim, target_bounds)
 
 
 def evaluate_seeds(

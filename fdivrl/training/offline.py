@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 
+from fdivrl.analysis import values
 from fdivrl.config import TrainConfig
 from fdivrl.data import datasets as minari_data
 from fdivrl.learning.learner import Batch, LearnerState, to_batch
@@ -31,7 +32,9 @@ class OfflineMode:
         self.transitions, self.info = minari_data.load(
             cfg.dataset, obs_keys=cfg.obs_keys, reward_shift=cfg.reward_shift
         )
-        self.learner = loop.make_learner(cfg, self.info.obs_dim, self.info.act_dim)
+        rewards = self.transitions.rewards
+        bounds = values.return_range(float(rewards.min()), float(rewards.max()), cfg.learner.discount)
+        self.learner = loop.make_learner(cfg, self.info.obs_dim, self.info.act_dim, bounds)
         self.record = {**cfg.to_dict(), "data": loop.dataset_record(self.info)}
         self.identity = {"data_fingerprint": self.info.fingerprint}
         self.description = f"{cfg.per_type} on {cfg.dataset}"
