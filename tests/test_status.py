@@ -131,3 +131,5 @@ def test_the_q_column_names_the_first_step_out_of_range_and_a_divergence_first()
     rows += [{"step": 3000, "seed": 1, "q_mean": 500.0}]
     assert _values(values.check(rows, (-100.0, 0.0))) == "DIVERGED IN 1/2 SEEDS from @3k"
     assert _values(values.check(rows[:1], (-100.0, 0.0))) == "ok"
+    clipped = [{**r, "target_clip_frac": 0.25} for r in rows[:1]]  # --clip-targets: the clip, not the learner
+    assert _values(values.check(clipped, (-100.0, 0.0))) == "ok (targets clipped, 25.0% cut)"

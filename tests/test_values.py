@@ -46,6 +46,15 @@ def test_a_seed_out_of_range_by_less_than_the_width_is_marked_but_not_diverged()
     assert values.status([False, False], [False, False]) == "bounded" and values.status([], []) == "not measured"
 
 
+def test_a_clipped_run_records_how_much_its_clip_cuts_at_the_end():
+    """Values kept in range by --clip-targets are bounded by construction: the check keeps each seed's last
+    clip fraction beside them, and adds nothing for runs without the clip."""
+    clipped = [{**r, "target_clip_frac": 0.01 * r["step"]} for r in rows({0: [-20.0, -5.0], 1: [-30.0, -1.0]})]
+    out = values.check(clipped, (-100.0, 0.0))
+    assert out["status"] == "bounded" and [s["target_clip_frac"] for s in out["per_seed"]] == [0.2, 0.2]
+    assert all("target_clip_frac" not in s for s in values.check(rows({0: [-20.0]}), (-100.0, 0.0))["per_seed"])
+
+
 def test_without_bounds_or_q_nothing_is_claimed():
     assert values.check(rows({0: [1e6]}), None)["status"] == "not measured"
     assert values.check([{"step": 10, "seed": 0, "critic_loss": 1.0}], (-100.0, 0.0))["status"] == "not measured"

@@ -54,10 +54,14 @@ def _priorities(activity: dict) -> str:
 def _values(values: dict) -> str:
     status = values.get("status", "not measured")
     key = "diverged_at" if status.startswith("diverged") else "left_at"
-    marks = [s[key] for s in values.get("per_seed", []) if s.get(key) is not None]
+    seeds = values.get("per_seed", [])
+    marks = [s[key] for s in seeds if s.get(key) is not None]
+    clips = [s["target_clip_frac"] for s in seeds if "target_clip_frac" in s]
+    # values held in range by --clip-targets say so: the clip, not the learner, bounds them
+    clipped = f" (targets clipped, {max(clips):.1%} cut)" if clips else ""
     if not marks:
-        return {"bounded": "ok", "not measured": "–"}.get(status, status)
-    return f"{status.upper() if key == 'diverged_at' else status} from @{_steps(min(marks))}"
+        return {"bounded": "ok", "not measured": "–"}.get(status, status) + clipped
+    return f"{status.upper() if key == 'diverged_at' else status} from @{_steps(min(marks))}{clipped}"
 
 
 def _label(path: Path, root: Path) -> str:
