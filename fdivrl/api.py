@@ -62,7 +62,8 @@ def bench(
 
     `seeds_per_run` splits each (task, per_type)'s seeds into runs of that many (the table pools them).
     `overrides` are bench's per-group options (analysis.bench.TRAIN_OVERRIDES: steps, chunk,
-    eval_every, eval_episodes — the final evaluation's too, as on the command line — layer_norm)."""
+    eval_every, eval_episodes — the final evaluation's too, as on the command line — layer_norm,
+    clip_targets)."""
     from fdivrl.analysis import bench as B
 
     seed_ids = list(range(seeds)) if isinstance(seeds, int) else list(seeds)

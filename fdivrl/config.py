@@ -35,6 +35,9 @@ PRESETS = ("quick", "paper", "roer")
 # resuming to a longer --steps is allowed; with cosine_actor_lr it moves the schedule, so only equal --steps
 # reproduce an uninterrupted run number for number
 RESUMABLE_CHANGES = ("steps", "learner.total_steps")
+ADDED_FIELDS: dict[str, Any] = {"learner.clip_targets": False}
+"""Config fields added after runs were recorded, at the value those runs trained with: a stored
+config.json without one is the same setting (resume and bench's finished-run check compare them so)."""
 """quick: minutes on 2 CPU cores; paper: the published protocol's length; roer: paper's length with
 ROER's exact replay settings (its weight floors and EMA), where floors can pin every weight."""
 QUICK_OFFLINE_STEPS = 100_000
@@ -430,6 +433,8 @@ def apply_options(cfg: TrainConfig, values: dict[str, Any]) -> TrainConfig:
         if value is None:
             continue
         option = by_key[key]
+        if value is False and option.field().default is False:  # --no-<flag> asks for what every mode has
+            continue
         if cfg.mode not in option.modes:
             modes = " and ".join(option.modes)
             raise ConfigError(f"{checks.flag(key)} applies to --mode {modes}, not --mode {cfg.mode}")

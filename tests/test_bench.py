@@ -280,7 +280,12 @@ def test_changed_settings_are_not_skipped_and_failures_do_not_stop_the_sweep(swe
     target = B.Target(tiny_dataset_id, tiny_dataset_id, "local")
     same = B.plan([target], ["JS"], (0, 1), "quick", "offline", results, **overrides)[0]
     assert B.is_done(same)
-    for change in ({"eval_episodes": 2}, {"layer_norm": "critic,value"}):
+    # a run recorded before a config field existed is the same setting at the value it trained with
+    stored = json.loads((same.out / runs.CONFIG_FILE).read_text())
+    del stored["config"]["learner"]["clip_targets"]
+    (same.out / runs.CONFIG_FILE).write_text(json.dumps(stored))
+    assert B.is_done(same) and B.planned_state(same) == "finished"
+    for change in ({"eval_episodes": 2}, {"layer_norm": "critic,value"}, {"clip_targets": True}):
         other = B.plan([target], ["JS"], (0, 1), "quick", "offline", results, **{**overrides, **change})[0]
         assert other.out == same.out and not B.is_done(other)
         assert B.planned_state(other).startswith("conflict: config differs at ")  # what a dry run says

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from fdivrl import __version__
+from fdivrl import config as C
 from fdivrl.cli.app import main
 from fdivrl.errors import ConfigError
 
@@ -72,6 +73,7 @@ def test_version(capsys):
             ["train", "--mode", "online", "--env", "Hopper-v5", "--clip-targets"],
             "--clip-targets applies to --mode offline",
         ),
+        (["train", "--mode", "finetune", "--clip-targets"], "--clip-targets applies to --mode offline"),
         (["bench", "mujoco", "--clip-targets"], "--clip-targets applies to --mode offline"),
         (["bench", "atari"], "suite 'atari' is not valid"),
         (["compare", "KL"], "at least two per_types"),
@@ -88,6 +90,14 @@ def test_user_errors_are_one_line_and_nonzero(argv, needle, capsys):
     assert len(lines) == 1, err
     assert needle in lines[0]
     assert "Traceback" not in err + out
+
+
+def test_no_clip_targets_is_what_every_mode_has():
+    """--no-clip-targets asks for the default, so it is no error outside offline, where --clip-targets is."""
+    online = C.preset_config("quick", None, "KL", mode="online", env="Hopper-v5")
+    assert C.apply_options(online, {"clip_targets": False}).learner.clip_targets is False
+    with pytest.raises(ConfigError, match="--clip-targets applies to --mode offline"):
+        C.apply_options(online, {"clip_targets": True})
 
 
 def test_per_type_names_are_case_insensitive(tmp_path, monkeypatch, capsys):

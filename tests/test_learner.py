@@ -147,9 +147,13 @@ def test_clip_targets_cuts_every_target_outside_the_return_range_and_none_inside
     # r = 5 with bootstrapping: 5 + 0.99·V(s') lies above 0.5 for any V near its initial ~0
     _, above = clipped.compiled_update(1)(state(), constant_data(5.0, 1.0))
     assert float(above["target_clip_frac"][0]) == 1.0 and float(above["target_mean"][0]) == 0.5
+    assert float(above["target_raw_mean"][0]) > 4.0  # what the targets were before the clip
     # terminal transitions with r = 0: every target is the reward, inside the range
     _, inside = clipped.compiled_update(1)(state(), constant_data(0.0, 0.0))
     assert float(inside["target_clip_frac"][0]) == 0.0 and float(inside["target_mean"][0]) == 0.0
+    # and below it: terminal transitions with r = −5 are lifted to the lower bound
+    _, below = clipped.compiled_update(1)(state(), constant_data(-5.0, 0.0))
+    assert float(below["target_clip_frac"][0]) == 1.0 and float(below["target_mean"][0]) == -1.0
     # without the option the same step keeps its targets (and reports no clip fraction)
     _, free = kl.compiled_update(1)(state(), constant_data(5.0, 1.0))
     assert "target_clip_frac" not in free and float(free["target_mean"][0]) > 4.0

@@ -379,3 +379,5 @@ def test_clip_targets_trains_within_the_datas_return_range(tiny_dataset_id, tmp_
     assert json.loads((out / "config.json").read_text())["config"]["learner"]["clip_targets"] is True
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows and all(0.0 <= r["target_clip_frac"] <= 1.0 for r in rows)
+    last = rows[-1]["target_clip_frac"]  # the summary keeps it, though this dataset's Q is not checked
+    assert json.loads((out / "summary.json").read_text())["values"]["target_clip_frac"] == [last]

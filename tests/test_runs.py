@@ -113,6 +113,19 @@ def test_resume_mismatch_names_keys(tmp_path: Path) -> None:
     RunDir.create(tmp_path, same_but_tuple, resume=True, allowed_changes=["lr"], seeds={"seed": 0}).close()
 
 
+def test_a_field_added_after_a_run_was_recorded_resumes_at_the_value_it_trained_with(tmp_path: Path) -> None:
+    RunDir.create(tmp_path, CONFIG).close()
+    added = {"net.norm": False}  # a run of CONFIG trained without the later setting net.norm
+    with pytest.raises(ConfigMismatch, match=r"net\.norm \(false → true\)"):
+        RunDir.create(tmp_path, {**CONFIG, "net": {**CONFIG["net"], "norm": True}}, resume=True, added_fields=added)
+    with pytest.raises(ConfigMismatch, match=r"net\.norm"):  # without the declaration it is a difference
+        RunDir.create(tmp_path, {**CONFIG, "net": {**CONFIG["net"], "norm": False}}, resume=True)
+    with RunDir.create(
+        tmp_path, {**CONFIG, "net": {**CONFIG["net"], "norm": False}}, resume=True, added_fields=added
+    ) as run:
+        assert run.resumed
+
+
 def test_resume_refuses_other_data_and_records_a_missing_fingerprint(tmp_path: Path) -> None:
     with RunDir.create(tmp_path / "a", CONFIG, identity={"data_fingerprint": "f00d"}) as run:
         assert run.read_config()["identity"] == {"data_fingerprint": "f00d"}

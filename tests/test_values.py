@@ -49,10 +49,12 @@ def test_a_seed_out_of_range_by_less_than_the_width_is_marked_but_not_diverged()
 def test_a_clipped_run_records_how_much_its_clip_cuts_at_the_end():
     """Values kept in range by --clip-targets are bounded by construction: the check keeps each seed's last
     clip fraction beside them, and adds nothing for runs without the clip."""
-    clipped = [{**r, "target_clip_frac": 0.01 * r["step"]} for r in rows({0: [-20.0, -5.0], 1: [-30.0, -1.0]})]
+    logged = rows({1: [-30.0, -1.0], 0: [-20.0, -5.0]})
+    clipped = [{**r, "target_clip_frac": (0.3 if r["step"] == 10 else 0.1) + 0.01 * r["seed"]} for r in logged]
     out = values.check(clipped, (-100.0, 0.0))
-    assert out["status"] == "bounded" and [s["target_clip_frac"] for s in out["per_seed"]] == [0.2, 0.2]
-    assert all("target_clip_frac" not in s for s in values.check(rows({0: [-20.0]}), (-100.0, 0.0))["per_seed"])
+    assert out["status"] == "bounded" and out["target_clip_frac"] == [0.1, 0.11]  # the last step's, seed 0 first
+    assert values.check(clipped, None)["target_clip_frac"] == [0.1, 0.11]  # with no bounds to check Q against
+    assert "target_clip_frac" not in values.check(rows({0: [-20.0]}), (-100.0, 0.0))
 
 
 def test_without_bounds_or_q_nothing_is_claimed():

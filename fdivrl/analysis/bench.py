@@ -278,7 +278,7 @@ class GroupResult:
 def _config_diffs(group: Group) -> list[str]:
     """Where the config stored in the group's run directory differs from the one this sweep would use
     (dotted paths); raises OSError, ValueError, KeyError, TypeError or AttributeError on an unreadable one."""
-    stored = json.loads((group.out / runs.CONFIG_FILE).read_text())["config"]
+    stored = runs.with_added_fields(json.loads((group.out / runs.CONFIG_FILE).read_text())["config"], C.ADDED_FIELDS)
     wanted = json.loads(json.dumps(group.config.to_dict()))
     # the stored record adds facts about the data (data, env_id) beside the config: compare the config
     return runs.config_diff({k: v for k, v in stored.items() if k in wanted}, wanted)

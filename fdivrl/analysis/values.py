@@ -61,9 +61,10 @@ def status(diverged: Iterable[bool], left: Iterable[bool]) -> str:
 def check(rows: list[Mapping[str, Any]], bounds: tuple[float, float] | None) -> dict[str, Any]:
     """Per seed: the first logged step whose mean Q left the range by more than OUT_MARGIN of its width
     (`left_at`) and by more than the width (`diverged_at`; None: never), and the furthest its mean Q
-    went; under --clip-targets also the last logged fraction of TD targets the clip cut
-    (`target_clip_frac`), since values kept in range by clipping are bounded by construction; the run's
-    status (see `status`; "not measured": no bounds, or no q_mean logged)."""
+    went; the run's status (see `status`; "not measured": no bounds, or no q_mean logged). Under
+    --clip-targets also each seed's last logged fraction of TD targets the clip cut (`target_clip_frac`,
+    in seed order, with or without bounds), since values kept in range by the clip are bounded by
+    construction."""
     per_seed: dict[int, dict[str, Any]] = {}
     if bounds is not None:
         lo, hi = bounds
@@ -80,13 +81,17 @@ def check(rows: list[Mapping[str, Any]], bounds: tuple[float, float] | None) -> 
             for key, slack in (("left_at", OUT_MARGIN * width), ("diverged_at", width)):
                 if seed[key] is None and not lo - slack <= q <= hi + slack:
                     seed[key] = int(r["step"])
-            if isinstance(r.get("target_clip_frac"), int | float):
-                seed["target_clip_frac"] = float(r["target_clip_frac"])
+    clipped = {
+        int(r["seed"]): float(r["target_clip_frac"])
+        for r in sorted(rows, key=lambda r: r.get("step", 0))
+        if "seed" in r and isinstance(r.get("target_clip_frac"), int | float)
+    }
     return {
         "rule": RULE,
         "status": seeds_status(per_seed.values()),
         "return_range": list(bounds) if bounds else None,
         "per_seed": [per_seed[s] for s in sorted(per_seed)],
+        **({"target_clip_frac": [clipped[s] for s in sorted(clipped)]} if clipped else {}),
     }
 
 

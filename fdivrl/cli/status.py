@@ -56,7 +56,7 @@ def _values(values: dict) -> str:
     key = "diverged_at" if status.startswith("diverged") else "left_at"
     seeds = values.get("per_seed", [])
     marks = [s[key] for s in seeds if s.get(key) is not None]
-    clips = [s["target_clip_frac"] for s in seeds if "target_clip_frac" in s]
+    clips = values.get("target_clip_frac", [])
     # values held in range by --clip-targets say so: the clip, not the learner, bounds them
     clipped = f" (targets clipped, {max(clips):.1%} cut)" if clips else ""
     if not marks:

@@ -77,8 +77,9 @@ class LearnerConfig:
     clip_targets: bool = False
     """Clip the critic's TD targets to the range a discounted return of the data's rewards can have
     (AntMaze's r − 1 in {−1, 0}: −100 to 0 at γ = 0.99), so an optimistic value loss cannot add up
-    through the bootstrap past any possible return. Offline only; `target_clip_frac` in
-    metrics.jsonl says how often it cuts."""
+    through the bootstrap past any possible return. The priorities' TD errors use the clipped
+    targets too; metrics.jsonl logs how often the clip cuts (`target_clip_frac`) and the unclipped
+    mean (`target_raw_mean`)."""
 
     def validate(self) -> LearnerConfig:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -239,10 +240,10 @@ class Learner:
         # 2. critic: in-sample target Q ← r + γ·mask·V(s') of the new V, per-sample replay weights
         v_s, v_next = self._values(value, b)
         target = b.rewards + c.discount * b.masks * v_next
-        clip_metrics = {}
+        clip_metrics: dict[str, jax.Array] = {}
         if c.clip_targets:
             raw_target, target = target, jnp.clip(target, *self.target_bounds)
-            clip_metrics["target_clip_frac"] = jnp.mean(raw_target != target)
+            clip_metrics = {"target_clip_frac": jnp.mean(raw_target != target), "target_raw_mean": raw_target.mean()}
 
         def critic_loss(params):
             q = self.critic_def.apply(params, b.observations, b.actions)

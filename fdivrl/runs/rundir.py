@@ -137,6 +137,20 @@ def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if same else [prefix or "<root>"]
 
 
+def with_added_fields(config: Mapping[str, Any], added: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with each dotted path of ``added`` that it lacks set to its value: a field added to
+    the configs after a run was recorded, at the value that reproduces that run, is no difference."""
+    out = json.loads(json.dumps(config))
+    for path, value in added.items():
+        *parents, name = path.split(".")
+        node = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(name, value)
+    return out
+
+
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
@@ -228,6 +242,7 @@ class RunDir:
         argv: Sequence[str] | None = None,
         keep: int = 2,
         identity: Mapping[str, str | None] | None = None,
+        added_fields: Mapping[str, Any] | None = None,
     ) -> RunDir:
         """Lock ``path`` and start a run there, or resume the one it holds.
 
@@ -239,6 +254,9 @@ class RunDir:
         ``identity`` holds facts that are not settings but must not change either, such as the
         training data's fingerprint: a resume refuses a value that differs from the stored one, and
         records one the run did not store yet (a run started before fdivrl recorded it).
+
+        ``added_fields`` (dotted config paths → value) are settings added after some runs were
+        recorded: a stored config without one has the value given here (with_added_fields).
         """
         run = cls(path, keep=keep)
         try:
@@ -264,7 +282,8 @@ class RunDir:
                     raise FdivrlError(
                         f"{run.path} already holds a run; pass --resume to continue it or choose another --out"
                     )
-                run._resume(record, facts, tuple(DEFAULT_ALLOWED_CHANGES) + tuple(allowed_changes), command, now)
+                allowed = tuple(DEFAULT_ALLOWED_CHANGES) + tuple(allowed_changes)
+                run._resume(record, facts, allowed, command, now, added_fields or {})
             else:
                 others = [p.name for p in run.path.iterdir() if p.name != LOCK_FILE]
                 if others:
@@ -292,7 +311,13 @@ class RunDir:
         return run
 
     def _resume(
-        self, record: dict[str, Any], facts: dict[str, str], allowed: tuple[str, ...], command: list[str], now: str
+        self,
+        record: dict[str, Any],
+        facts: dict[str, str],
+        allowed: tuple[str, ...],
+        command: list[str],
+        now: str,
+        added_fields: Mapping[str, Any],
     ) -> None:
         try:
             stored = self.read_config()
@@ -312,7 +337,7 @@ class RunDir:
                     "so the resumed run would mix two of them; restore the original (regenerating a stand-in "
                     "on another machine can change it) or " + OTHER_DIR
                 )
-        old = {"config": stored.get("config", {}), "seeds": stored.get("seeds", {})}
+        old = {"config": with_added_fields(stored.get("config", {}), added_fields), "seeds": stored.get("seeds", {})}
         diffs = config_diff(old, record)
         bad = [d for d in diffs if not allowed_change(d.split(".", 1)[1] if "." in d else d, allowed)]
         if bad:

@@ -18,7 +18,7 @@ import numpy as np
 
 from fdivrl import compile_cache
 from fdivrl.analysis import activity, results, values
-from fdivrl.config import RESUMABLE_CHANGES, TrainConfig
+from fdivrl.config import ADDED_FIELDS, RESUMABLE_CHANGES, TrainConfig
 from fdivrl.core import divergences as D
 from fdivrl.data import datasets as minari_data
 from fdivrl.learning.learner import Learner, LearnerState
@@ -146,6 +146,7 @@ def train(
         mode.record,
         resume=resume,
         allowed_changes=RESUMABLE_CHANGES,
+        added_fields=ADDED_FIELDS,
         seeds={"seeds": list(cfg.seeds)},
         identity=mode.identity,
     ) as rundir:
