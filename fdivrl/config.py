@@ -420,7 +420,8 @@ def option_help(key: str) -> str:
     if option.many:
         choices = f" A comma list of: {', '.join(option.choices)}; none for no network."
     modes = "" if option.modes == MODES else f" ({' and '.join(option.modes)} only)"
-    return f"{option.help()}{choices}{modes} Default: the preset's."
+    default = "off (no preset turns it on)" if option.field().default is False else "the preset's"
+    return f"{option.help()}{choices}{modes} Default: {default}."
 
 
 def apply_options(cfg: TrainConfig, values: dict[str, Any]) -> TrainConfig:

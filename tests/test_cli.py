@@ -92,6 +92,12 @@ def test_user_errors_are_one_line_and_nonzero(argv, needle, capsys):
     assert "Traceback" not in err + out
 
 
+def test_clip_targets_is_off_in_every_preset_as_its_help_says():
+    assert C.option_help("clip_targets").endswith("Default: off (no preset turns it on).")
+    for preset in C.PRESETS:
+        assert C.preset_config(preset, None, "KL").learner.clip_targets is False
+
+
 def test_no_clip_targets_is_what_every_mode_has():
     """--no-clip-targets asks for the default, so it is no error outside offline, where --clip-targets is."""
     online = C.preset_config("quick", None, "KL", mode="online", env="Hopper-v5")
