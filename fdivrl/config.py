@@ -32,14 +32,14 @@ ONLINE_CHUNK = 10
 updates old, and the host's per-call overhead is spread over as many updates."""
 LOCAL_DEFAULT_DATASET = "fdivrl/antmaze/umaze-v1"
 PRESETS = ("quick", "paper", "roer")
+"""quick: minutes on 2 CPU cores; paper: the published protocol's length; roer: paper's length with
+ROER's exact replay settings (its weight floors and EMA), where floors can pin every weight."""
 # resuming to a longer --steps is allowed; with cosine_actor_lr it moves the schedule, so only equal --steps
 # reproduce an uninterrupted run number for number
 RESUMABLE_CHANGES = ("steps", "learner.total_steps")
 ADDED_FIELDS: dict[str, Any] = {"learner.clip_targets": False}
 """Config fields added after runs were recorded, at the value those runs trained with: a stored
 config.json without one is the same setting (resume and bench's finished-run check compare them so)."""
-"""quick: minutes on 2 CPU cores; paper: the published protocol's length; roer: paper's length with
-ROER's exact replay settings (its weight floors and EMA), where floors can pin every weight."""
 QUICK_OFFLINE_STEPS = 100_000
 """Long enough for KL (XQL) to learn the umaze stand-in: 50k steps gave 18% success (docs/presets.md)."""
 QUICK_OFFLINE_EMA = 0.1

@@ -66,10 +66,11 @@ def check(rows: list[Mapping[str, Any]], bounds: tuple[float, float] | None) -> 
     in seed order, with or without bounds), since values kept in range by the clip are bounded by
     construction."""
     per_seed: dict[int, dict[str, Any]] = {}
+    ordered = sorted(rows, key=lambda r: r.get("step", 0))
     if bounds is not None:
         lo, hi = bounds
         width = hi - lo
-        for r in sorted(rows, key=lambda r: r.get("step", 0)):
+        for r in ordered:
             q = r.get("q_mean")
             if "seed" not in r or not isinstance(q, int | float):
                 continue
@@ -83,7 +84,7 @@ def check(rows: list[Mapping[str, Any]], bounds: tuple[float, float] | None) -> 
                     seed[key] = int(r["step"])
     clipped = {
         int(r["seed"]): float(r["target_clip_frac"])
-        for r in sorted(rows, key=lambda r: r.get("step", 0))
+        for r in ordered
         if "seed" in r and isinstance(r.get("target_clip_frac"), int | float)
     }
     return {
